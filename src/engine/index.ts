@@ -1,0 +1,9 @@
+// The domain: partitions of actors, commands, events, timer wheel, limits.
+// No I/O: time, ids and randomness come in as arguments.
+export * from "./types.ts";
+export * from "./ids.ts";
+export * as limits from "./limits.ts";
+export { Partition, Position, Hold, type PartitionConfig, type RequestRecord } from "./partition.ts";
+export { TimerWheel, type WheelEntry } from "./wheel.ts";
+export { digestPartition, digestPartitions } from "./digest.ts";
+export { validateReserve } from "./validate.ts";

@@ -1,0 +1,70 @@
+// Every queue, batch and loop in stockd has an upper bound, named here with
+// the reason for its number. A full queue rejects; nothing grows without bound.
+
+/** Partitions a data directory may have. Hold ids encode the partition in the
+ * low 10 bits (`holdId = seq * 1024 + partition`), so this cannot grow. */
+export const partitionCountMax = 1024;
+
+/** Default partitions for a new data directory: enough to spread over 16
+ * workers with room for uneven hashing, few enough that each group commit
+ * carries many events per partition. */
+export const partitionCountDefault = 64;
+
+/** Units in one command. Far above any real order line; small enough that
+ * totals stay exact doubles (< 2^53) for billions of commands. */
+export const quantityMax = 1_000_000_000;
+
+/** Lines in one reservation. A cart larger than this is a bug or an attack. */
+export const lineCountMax = 100;
+
+/** Characters in a product, warehouse or request id. */
+export const idLengthMax = 128;
+
+/** Longest hold a caller may ask for: 30 days. */
+export const holdDurationMsMax = 30 * 24 * 3600 * 1000;
+
+/** Default hold duration: 15 minutes, as in the order lifecycle. */
+export const holdDurationMsDefault = 15 * 60 * 1000;
+
+/** How long request ids (idempotency keys) and ended holds are remembered. */
+export const idempotencyWindowMsDefault = 24 * 3600 * 1000;
+
+/** Remembered request ids per partition, whatever the window: bounds memory
+ * when a burst of keyed requests arrives faster than the window drains. */
+export const requestCountMax = 1_000_000;
+
+/** Remembered ended holds per partition, same reason. */
+export const closedHoldCountMax = 1_000_000;
+
+/** Open holds per partition. About 150 MB of memory at the limit. */
+export const holdCountMax = 4_000_000;
+
+/** SKU positions per partition. About 200 MB of memory at the limit. */
+export const positionCountMax = 4_000_000;
+
+/** Timer wheel: slot width. A hold outlives its deadline by at most one tick
+ * plus one journal commit. */
+export const wheelTickMsDefault = 10;
+
+/** Timer wheel: slots (a power of two). 4096 x 10 ms spans 41 s; longer
+ * deadlines wait in their slot for further revolutions. */
+export const wheelSlotCount = 4096;
+
+/** Holds expired by one pulse of one partition. Expiry is a bounded internal
+ * pulse so that a backlog (a node down for an hour) cannot stall
+ * reservations; the rest expire on the next pulses. */
+export const expireCountMaxPerPulse = 4096;
+
+/** Commands queued for one worker before new ones are refused with
+ * RESOURCE_EXHAUSTED. At ~300k commands/s this is a few hundred ms of work. */
+export const workerQueueCountMax = 100_000;
+
+/** Commands per message to a worker: bounds the structured-clone cost of one
+ * postMessage and the time a worker spends before it yields. */
+export const workerBatchCountMax = 8192;
+
+/** Events per journal batch. Bounds one LMDB value and one transaction. */
+export const journalBatchEventCountMax = 65_536;
+
+/** Events between background snapshots of a partition. */
+export const snapshotIntervalEventCountDefault = 1_000_000;

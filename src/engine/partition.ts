@@ -1,0 +1,679 @@
+import { holdIdOf, partitionOf, positionKey } from "./ids.ts";
+import {
+  closedHoldCountMax,
+  expireCountMaxPerPulse,
+  holdCountMax,
+  holdDurationMsDefault,
+  idempotencyWindowMsDefault,
+  positionCountMax,
+  requestCountMax,
+  wheelTickMsDefault,
+} from "./limits.ts";
+import { Fifo } from "./fifo.ts";
+import { TimerWheel, type WheelEntry } from "./wheel.ts";
+import {
+  type AdjustResult,
+  type AdjustStock,
+  type Event,
+  EventType,
+  ErrorCode,
+  type FulfilHold,
+  type FulfilResult,
+  HoldOutcome,
+  type Line,
+  type PositionView,
+  type ReceiveResult,
+  type ReceiveStock,
+  type ReleaseHold,
+  type ReleaseResult,
+  ReleaseReason,
+  type ReserveResult,
+  type ReserveStock,
+  type StockReserved,
+  fail,
+} from "./types.ts";
+import {
+  validateAdjust,
+  validateFulfil,
+  validateReceive,
+  validateRelease,
+  validateReserve,
+} from "./validate.ts";
+
+/** One SKU position: a product in a warehouse, owned by one partition. */
+export class Position {
+  available = 0;
+  reserved = 0;
+  received = 0;
+  adjusted = 0;
+  fulfilled = 0;
+  constructor(
+    readonly productId: string,
+    readonly warehouseId: string,
+  ) {}
+}
+
+/** An open hold. Single-line holds (the common case) keep their line inline. */
+export class Hold implements WheelEntry {
+  wheelPrev: WheelEntry | null = null;
+  wheelNext: WheelEntry | null = null;
+  wheelSlot = -1;
+  constructor(
+    readonly id: number,
+    public expireTimeMs: number,
+    readonly requestId: string,
+    readonly position: Position | Position[],
+    readonly quantity: number | number[],
+  ) {}
+
+  get lineCount(): number {
+    return Array.isArray(this.position) ? this.position.length : 1;
+  }
+  positionAt(i: number): Position {
+    const p = this.position;
+    return Array.isArray(p) ? p[i]! : p;
+  }
+  quantityAt(i: number): number {
+    const q = this.quantity;
+    return Array.isArray(q) ? q[i]! : q;
+  }
+  lines(): Line[] {
+    const out: Line[] = [];
+    for (let i = 0; i < this.lineCount; i++) {
+      const p = this.positionAt(i);
+      out.push({ productId: p.productId, warehouseId: p.warehouseId, quantity: this.quantityAt(i) });
+    }
+    return out;
+  }
+}
+
+/** The first answer to a request id, remembered for the idempotency window. */
+export interface RequestRecord {
+  requestId: string;
+  timeMs: number;
+  /** 0 when the request was refused. */
+  holdId: number;
+  expireTimeMs: number;
+  lines: Line[];
+  lineIndex: number;
+  available: number;
+}
+
+export interface PartitionConfig {
+  partitionCount: number;
+  holdDurationMs?: number;
+  idempotencyWindowMs?: number;
+  wheelTickMs?: number;
+  /** Check the whole partition's invariants after every event (tests). */
+  paranoid?: boolean;
+}
+
+/**
+ * A partition: the actors (SKU positions) whose product hashes here, their
+ * open holds, and the timer wheel of those holds. Single-threaded; no I/O.
+ *
+ * Every change goes through `apply(event)`: commands decide, emit events and
+ * apply them, so the state is a pure function of the journal and replay uses
+ * the very same code. Emitted events collect in `outbox` for the host to
+ * journal; a command's answer may be released only once they are durable.
+ */
+export class Partition {
+  readonly positions = new Map<string, Position>();
+  readonly holds = new Map<number, Hold>();
+  /** Recently ended holds: id -> closeTimeMs * 8 + outcome. */
+  readonly closedHolds = new Map<number, number>();
+  private readonly closedOrder = new Fifo<number>();
+  readonly requests = new Map<string, RequestRecord>();
+  private readonly requestOrder = new Fifo<RequestRecord>();
+  readonly wheel: TimerWheel<Hold>;
+  readonly partitionCount: number;
+  readonly holdDurationMs: number;
+  readonly idempotencyWindowMs: number;
+  private readonly paranoid: boolean;
+
+  /** Sequence number of the last applied event. */
+  seq = 0;
+  /** Time of the last applied event; event times never go backwards. */
+  timeMs = 0;
+  /** Events emitted and applied but not yet taken by the host. */
+  outbox: Event[] = [];
+
+  constructor(
+    readonly id: number,
+    config: PartitionConfig,
+  ) {
+    this.partitionCount = config.partitionCount;
+    this.holdDurationMs = config.holdDurationMs ?? holdDurationMsDefault;
+    this.idempotencyWindowMs = config.idempotencyWindowMs ?? idempotencyWindowMsDefault;
+    this.paranoid = config.paranoid ?? false;
+    this.wheel = new TimerWheel<Hold>(config.wheelTickMs ?? wheelTickMsDefault, 0);
+  }
+
+  // ---- commands -----------------------------------------------------------
+
+  receiveStock(cmd: ReceiveStock, nowMs: number): ReceiveResult {
+    const invalid = validateReceive(cmd) ?? this.foreignProduct(cmd.productId);
+    if (invalid !== null) return invalid;
+    const key = positionKey(cmd.productId, cmd.warehouseId);
+    if (!this.positions.has(key) && this.positions.size >= positionCountMax) {
+      return fail(ErrorCode.CapacityExceeded, "partition holds its maximum of SKU positions");
+    }
+    this.emit({
+      type: EventType.StockReceived,
+      seq: this.seq + 1,
+      timeMs: this.eventTime(nowMs),
+      productId: cmd.productId,
+      warehouseId: cmd.warehouseId,
+      quantity: cmd.quantity,
+    });
+    return { ok: true, position: viewOf(this.positions.get(key)!) };
+  }
+
+  adjustStock(cmd: AdjustStock, nowMs: number): AdjustResult {
+    const invalid = validateAdjust(cmd) ?? this.foreignProduct(cmd.productId);
+    if (invalid !== null) return invalid;
+    const key = positionKey(cmd.productId, cmd.warehouseId);
+    const position = this.positions.get(key);
+    const available = position?.available ?? 0;
+    if (available + cmd.delta < 0) {
+      return fail(
+        ErrorCode.InsufficientStock,
+        `cannot adjust ${cmd.productId} in ${cmd.warehouseId} by ${cmd.delta}: only ${available} available`,
+        { available },
+      );
+    }
+    if (position === undefined && this.positions.size >= positionCountMax) {
+      return fail(ErrorCode.CapacityExceeded, "partition holds its maximum of SKU positions");
+    }
+    this.emit({
+      type: EventType.StockAdjusted,
+      seq: this.seq + 1,
+      timeMs: this.eventTime(nowMs),
+      productId: cmd.productId,
+      warehouseId: cmd.warehouseId,
+      delta: cmd.delta,
+      reason: cmd.reason,
+    });
+    return { ok: true, position: viewOf(this.positions.get(key)!) };
+  }
+
+  reserve(cmd: ReserveStock, nowMs: number): ReserveResult {
+    const invalid = validateReserve(cmd);
+    if (invalid !== null) return invalid;
+    for (const line of cmd.lines) {
+      const foreign = this.foreignProduct(line.productId);
+      if (foreign !== null) return foreign;
+    }
+    const requestId = cmd.requestId ?? "";
+    if (requestId !== "") {
+      const known = this.requests.get(requestId);
+      // A record past the window is forgotten even if not yet purged (purging
+      // happens only in apply(), so that replay purges exactly the same).
+      if (known !== undefined && known.timeMs > this.eventTime(nowMs) - this.idempotencyWindowMs) {
+        return answerOf(known, cmd.lines);
+      }
+    }
+    for (let i = 0; i < cmd.lines.length; i++) {
+      const line = cmd.lines[i]!;
+      const position = this.positions.get(positionKey(line.productId, line.warehouseId));
+      const available = position?.available ?? 0;
+      if (available < line.quantity) return this.refuse(requestId, i, available, line, nowMs);
+    }
+    if (this.holds.size >= holdCountMax) {
+      return fail(ErrorCode.CapacityExceeded, "partition holds its maximum of open holds");
+    }
+    const seq = this.seq + 1;
+    const timeMs = this.eventTime(nowMs);
+    const event: StockReserved = {
+      type: EventType.StockReserved,
+      seq,
+      timeMs,
+      holdId: holdIdOf(seq, this.id),
+      expireTimeMs: timeMs + (cmd.holdDurationMs ?? this.holdDurationMs),
+      requestId,
+      lines: cmd.lines.map((l) => ({
+        productId: l.productId,
+        warehouseId: l.warehouseId,
+        quantity: l.quantity,
+      })),
+    };
+    this.emit(event);
+    return {
+      ok: true,
+      reservation: {
+        holdId: event.holdId,
+        expireTimeMs: event.expireTimeMs,
+        lines: event.lines,
+        replayed: false,
+      },
+    };
+  }
+
+  release(cmd: ReleaseHold, nowMs: number): ReleaseResult {
+    const invalid = validateRelease(cmd);
+    if (invalid !== null) return invalid;
+    const hold = this.holds.get(cmd.holdId);
+    if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
+    this.emit({
+      type: EventType.HoldReleased,
+      seq: this.seq + 1,
+      timeMs: this.eventTime(nowMs),
+      holdId: hold.id,
+      reason: ReleaseReason.Released,
+    });
+    return { ok: true, holdId: hold.id };
+  }
+
+  fulfil(cmd: FulfilHold, nowMs: number): FulfilResult {
+    const invalid = validateFulfil(cmd);
+    if (invalid !== null) return invalid;
+    const hold = this.holds.get(cmd.holdId);
+    if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
+    const quantities: number[] = [];
+    for (let i = 0; i < hold.lineCount; i++) quantities.push(hold.quantityAt(i));
+    if (cmd.quantities !== undefined) {
+      if (cmd.quantities.length !== hold.lineCount) {
+        return fail(
+          ErrorCode.InvalidArgument,
+          `quantities has ${cmd.quantities.length} entries; hold ${hold.id} has ${hold.lineCount} lines`,
+        );
+      }
+      for (let i = 0; i < hold.lineCount; i++) {
+        const q = cmd.quantities[i]!;
+        if (q > quantities[i]!) {
+          return fail(
+            ErrorCode.InvalidArgument,
+            `quantities[${i}] is ${q}; the line holds only ${quantities[i]}`,
+          );
+        }
+        quantities[i] = q;
+      }
+    }
+    this.emit({
+      type: EventType.HoldFulfilled,
+      seq: this.seq + 1,
+      timeMs: this.eventTime(nowMs),
+      holdId: hold.id,
+      quantities,
+    });
+    return { ok: true, holdId: hold.id, quantities };
+  }
+
+  /**
+   * The expiry pulse: releases (reason EXPIRED) at most `countMax` holds whose
+   * deadline is at or before `nowMs`. Returns how many it expired; when that
+   * equals `countMax` there may be more, for the next pulse.
+   */
+  expire(nowMs: number, countMax: number = expireCountMaxPerPulse): number {
+    const due = this.wheel.due(nowMs, countMax);
+    for (const hold of due) {
+      // `due` took the hold out of the wheel; apply() expects it scheduled.
+      this.wheel.schedule(hold);
+      this.emit({
+        type: EventType.HoldReleased,
+        seq: this.seq + 1,
+        timeMs: this.eventTime(nowMs),
+        holdId: hold.id,
+        reason: ReleaseReason.Expired,
+      });
+    }
+    return due.length;
+  }
+
+  /** Takes the events emitted since the last call. */
+  takeOutbox(): Event[] {
+    const out = this.outbox;
+    this.outbox = [];
+    return out;
+  }
+
+  // ---- the one state transition -------------------------------------------
+
+  apply(event: Event): void {
+    if (event.seq !== this.seq + 1) {
+      throw new Error(`partition ${this.id}: event seq ${event.seq} after ${this.seq}`);
+    }
+    if (event.timeMs < this.timeMs) {
+      throw new Error(`partition ${this.id}: event ${event.seq} goes back in time`);
+    }
+    this.seq = event.seq;
+    this.timeMs = event.timeMs;
+    switch (event.type) {
+      case EventType.StockReceived: {
+        const p = this.positionFor(event.productId, event.warehouseId);
+        p.available += event.quantity;
+        p.received += event.quantity;
+        checkPosition(p);
+        break;
+      }
+      case EventType.StockAdjusted: {
+        const p = this.positionFor(event.productId, event.warehouseId);
+        p.available += event.delta;
+        p.adjusted += event.delta;
+        checkPosition(p);
+        break;
+      }
+      case EventType.StockReserved:
+        this.applyReserved(event);
+        break;
+      case EventType.ReservationRefused:
+        this.remember({
+          requestId: event.requestId,
+          timeMs: event.timeMs,
+          holdId: 0,
+          expireTimeMs: 0,
+          lines: [],
+          lineIndex: event.lineIndex,
+          available: event.available,
+        });
+        break;
+      case EventType.HoldReleased: {
+        const hold = this.openHold(event.holdId, event.seq);
+        for (let i = 0; i < hold.lineCount; i++) {
+          const p = hold.positionAt(i);
+          const q = hold.quantityAt(i);
+          p.reserved -= q;
+          p.available += q;
+          checkPosition(p);
+        }
+        this.close(hold, outcomeOf(event.reason), event.timeMs);
+        break;
+      }
+      case EventType.HoldFulfilled: {
+        const hold = this.openHold(event.holdId, event.seq);
+        if (event.quantities.length !== hold.lineCount) {
+          throw new Error(`partition ${this.id}: event ${event.seq} fulfils the wrong line count`);
+        }
+        for (let i = 0; i < hold.lineCount; i++) {
+          const p = hold.positionAt(i);
+          const q = hold.quantityAt(i);
+          const f = event.quantities[i]!;
+          if (!(f >= 0 && f <= q)) throw new Error(`partition ${this.id}: bad fulfil ${event.seq}`);
+          p.reserved -= q;
+          p.available += q - f;
+          p.fulfilled += f;
+          checkPosition(p);
+        }
+        this.close(hold, HoldOutcome.Fulfilled, event.timeMs);
+        break;
+      }
+      default:
+        throw new Error(`partition ${this.id}: unknown event type`);
+    }
+    this.forgetClosed(event.timeMs);
+    this.forgetRequests(event.timeMs);
+    if (this.paranoid) this.checkInvariants();
+  }
+
+  // ---- reads ---------------------------------------------------------------
+
+  position(productId: string, warehouseId: string): PositionView | null {
+    const p = this.positions.get(positionKey(productId, warehouseId));
+    return p === undefined ? null : viewOf(p);
+  }
+
+  /** Checks every invariant of DESIGN.md over the whole partition. */
+  checkInvariants(): void {
+    const held = new Map<Position, number>();
+    for (const hold of this.holds.values()) {
+      if (hold.wheelSlot === -1) throw new Error(`hold ${hold.id} is not in the wheel`);
+      for (let i = 0; i < hold.lineCount; i++) {
+        const p = hold.positionAt(i);
+        held.set(p, (held.get(p) ?? 0) + hold.quantityAt(i));
+      }
+    }
+    for (const p of this.positions.values()) {
+      checkPosition(p);
+      const sum = held.get(p) ?? 0;
+      if (p.reserved !== sum) {
+        throw new Error(
+          `invariant: ${p.productId}@${p.warehouseId} reserved ${p.reserved} != open holds ${sum}`,
+        );
+      }
+    }
+    if (this.wheel.count !== this.holds.size) {
+      throw new Error(`invariant: wheel has ${this.wheel.count} holds, partition ${this.holds.size}`);
+    }
+  }
+
+  // ---- internals -------------------------------------------------------------
+
+  private emit(event: Event): void {
+    this.apply(event);
+    this.outbox.push(event);
+  }
+
+  private eventTime(nowMs: number): number {
+    return nowMs > this.timeMs ? nowMs : this.timeMs;
+  }
+
+  private foreignProduct(productId: string) {
+    const owner = partitionOf(productId, this.partitionCount);
+    if (owner === this.id) return null;
+    return fail(ErrorCode.InvalidArgument, `product ${productId} belongs to partition ${owner}`);
+  }
+
+  private refuse(requestId: string, lineIndex: number, available: number, line: Line, nowMs: number) {
+    if (requestId !== "") {
+      this.emit({
+        type: EventType.ReservationRefused,
+        seq: this.seq + 1,
+        timeMs: this.eventTime(nowMs),
+        requestId,
+        lineIndex,
+        available,
+      });
+    }
+    return outOfStock(lineIndex, available, line);
+  }
+
+  private holdGone(holdId: number, nowMs: number): ReleaseResult & FulfilResult {
+    const closed = this.closedHolds.get(holdId);
+    const horizon = this.eventTime(nowMs) - this.idempotencyWindowMs;
+    if (closed === undefined || Math.floor(closed / 8) <= horizon) {
+      return fail(ErrorCode.HoldNotFound, `hold ${holdId} not found`);
+    }
+    const outcome = closed % 8;
+    const code =
+      outcome === HoldOutcome.Released
+        ? ErrorCode.HoldReleased
+        : outcome === HoldOutcome.Expired
+          ? ErrorCode.HoldExpired
+          : outcome === HoldOutcome.Aborted
+            ? ErrorCode.HoldAborted
+            : ErrorCode.HoldFulfilled;
+    const word = code.slice("HOLD_".length).toLowerCase();
+    return fail(code, `hold ${holdId} was already ${word}`);
+  }
+
+  private positionFor(productId: string, warehouseId: string): Position {
+    const key = positionKey(productId, warehouseId);
+    let p = this.positions.get(key);
+    if (p === undefined) {
+      p = new Position(productId, warehouseId);
+      this.positions.set(key, p);
+    }
+    return p;
+  }
+
+  private applyReserved(event: StockReserved): void {
+    const n = event.lines.length;
+    if (n === 0) throw new Error(`partition ${this.id}: event ${event.seq} holds no line`);
+    const positions: Position[] = [];
+    const quantities: number[] = [];
+    for (const line of event.lines) {
+      const p = this.positionFor(line.productId, line.warehouseId);
+      p.available -= line.quantity;
+      p.reserved += line.quantity;
+      checkPosition(p);
+      positions.push(p);
+      quantities.push(line.quantity);
+    }
+    const hold =
+      n === 1
+        ? new Hold(event.holdId, event.expireTimeMs, event.requestId, positions[0]!, quantities[0]!)
+        : new Hold(event.holdId, event.expireTimeMs, event.requestId, positions, quantities);
+    if (this.holds.has(hold.id)) throw new Error(`partition ${this.id}: hold ${hold.id} twice`);
+    this.holds.set(hold.id, hold);
+    this.wheel.schedule(hold);
+    if (event.requestId !== "") {
+      this.remember({
+        requestId: event.requestId,
+        timeMs: event.timeMs,
+        holdId: event.holdId,
+        expireTimeMs: event.expireTimeMs,
+        lines: event.lines,
+        lineIndex: 0,
+        available: 0,
+      });
+    }
+  }
+
+  private openHold(holdId: number, seq: number): Hold {
+    const hold = this.holds.get(holdId);
+    if (hold === undefined) throw new Error(`partition ${this.id}: event ${seq} ends hold ${holdId}, not open`);
+    return hold;
+  }
+
+  private close(hold: Hold, outcome: HoldOutcome, timeMs: number): void {
+    this.wheel.cancel(hold);
+    this.holds.delete(hold.id);
+    this.closedHolds.set(hold.id, timeMs * 8 + outcome);
+    this.closedOrder.push(hold.id);
+  }
+
+  /** Restores a remembered request (snapshot load) or records a new one. */
+  remember(record: RequestRecord): void {
+    const known = this.requests.get(record.requestId);
+    if (known !== undefined && known.timeMs > record.timeMs - this.idempotencyWindowMs) {
+      throw new Error(`partition ${this.id}: request ${record.requestId} answered twice`);
+    }
+    this.requests.set(record.requestId, record);
+    this.requestOrder.push(record);
+    while (this.requestOrder.length > requestCountMax) this.dropOldestRequest();
+  }
+
+  private dropOldestRequest(): void {
+    const head = this.requestOrder.shift()!;
+    // The id may since have been reused (after its window) by a newer record.
+    if (this.requests.get(head.requestId) === head) this.requests.delete(head.requestId);
+  }
+
+  /** Restores an ended hold (snapshot load). */
+  rememberClosed(holdId: number, outcome: HoldOutcome, closeTimeMs: number): void {
+    this.closedHolds.set(holdId, closeTimeMs * 8 + outcome);
+    this.closedOrder.push(holdId);
+  }
+
+  /** Restores an open hold (snapshot load). */
+  restoreHold(event: StockReserved): void {
+    this.applyReserved(event);
+  }
+
+  /** Request ids leave memory once older than the window (or past the count
+   * bound), judged by event time so that replay forgets exactly the same. */
+  private forgetRequests(nowMs: number): void {
+    const horizon = nowMs - this.idempotencyWindowMs;
+    let head = this.requestOrder.peek();
+    while (head !== undefined && head.timeMs <= horizon) {
+      this.dropOldestRequest();
+      head = this.requestOrder.peek();
+    }
+  }
+
+  private forgetClosed(nowMs: number): void {
+    const horizon = nowMs - this.idempotencyWindowMs;
+    let id = this.closedOrder.peek();
+    while (id !== undefined) {
+      const packed = this.closedHolds.get(id);
+      if (packed !== undefined && Math.floor(packed / 8) > horizon && this.closedOrder.length <= closedHoldCountMax) {
+        break;
+      }
+      this.closedOrder.shift();
+      this.closedHolds.delete(id);
+      id = this.closedOrder.peek();
+    }
+  }
+
+  /** The remembered requests, oldest first (snapshots). */
+  requestsInOrder(): RequestRecord[] {
+    return this.requestOrder.toArray();
+  }
+
+  /** The ended holds, oldest first (snapshots). */
+  closedInOrder(): { holdId: number; outcome: HoldOutcome; closeTimeMs: number }[] {
+    return this.closedOrder.toArray().map((holdId) => {
+      const packed = this.closedHolds.get(holdId)!;
+      return { holdId, outcome: (packed % 8) as HoldOutcome, closeTimeMs: Math.floor(packed / 8) };
+    });
+  }
+}
+
+function viewOf(p: Position): PositionView {
+  return {
+    productId: p.productId,
+    warehouseId: p.warehouseId,
+    available: p.available,
+    reserved: p.reserved,
+  };
+}
+
+function checkPosition(p: Position): void {
+  if (
+    !(p.available >= 0 && p.reserved >= 0) ||
+    p.received + p.adjusted - p.fulfilled !== p.available + p.reserved
+  ) {
+    throw new Error(
+      `invariant: ${p.productId}@${p.warehouseId} available=${p.available} reserved=${p.reserved} ` +
+        `received=${p.received} adjusted=${p.adjusted} fulfilled=${p.fulfilled}`,
+    );
+  }
+}
+
+function outcomeOf(reason: ReleaseReason): HoldOutcome {
+  if (reason === ReleaseReason.Released) return HoldOutcome.Released;
+  if (reason === ReleaseReason.Expired) return HoldOutcome.Expired;
+  if (reason === ReleaseReason.Aborted) return HoldOutcome.Aborted;
+  throw new Error(`unknown release reason ${reason}`);
+}
+
+function outOfStock(lineIndex: number, available: number, line: Line) {
+  return fail(
+    ErrorCode.OutOfStock,
+    `line ${lineIndex}: ${line.quantity} of ${line.productId} in ${line.warehouseId} requested, ${available} available`,
+    { lineIndex, available },
+  );
+}
+
+function sameLines(a: Line[], b: Line[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.productId !== y.productId || x.warehouseId !== y.warehouseId || x.quantity !== y.quantity) {
+      return false;
+    }
+  }
+  return true;
+}
+
+function answerOf(known: RequestRecord, lines: Line[]): ReserveResult {
+  if (known.holdId === 0) {
+    return outOfStock(known.lineIndex, known.available, lines[known.lineIndex] ?? lines[0]!);
+  }
+  if (!sameLines(known.lines, lines)) {
+    return fail(
+      ErrorCode.RequestIdReused,
+      `request id ${known.requestId} was first used for other lines (hold ${known.holdId})`,
+    );
+  }
+  return {
+    ok: true,
+    reservation: {
+      holdId: known.holdId,
+      expireTimeMs: known.expireTimeMs,
+      lines: known.lines,
+      replayed: true,
+    },
+  };
+}
