@@ -354,7 +354,7 @@ export class Partition {
         break;
       }
       case EventType.StockReserved:
-        this.applyReserved(event);
+        this.applyReserved(event, true);
         break;
       case EventType.ReservationRefused:
         this.remember({
@@ -496,7 +496,7 @@ export class Partition {
     return p;
   }
 
-  private applyReserved(event: StockReserved): void {
+  private applyReserved(event: StockReserved, rememberRequest: boolean): void {
     const n = event.lines.length;
     if (n === 0) throw new Error(`partition ${this.id}: event ${event.seq} holds no line`);
     const positions: Position[] = [];
@@ -516,7 +516,7 @@ export class Partition {
     if (this.holds.has(hold.id)) throw new Error(`partition ${this.id}: hold ${hold.id} twice`);
     this.holds.set(hold.id, hold);
     this.wheel.schedule(hold);
-    if (event.requestId !== "") {
+    if (rememberRequest && event.requestId !== "") {
       this.remember({
         requestId: event.requestId,
         timeMs: event.timeMs,
@@ -565,9 +565,14 @@ export class Partition {
     this.closedOrder.push(holdId);
   }
 
-  /** Restores an open hold (snapshot load). */
+  /** Restores an open hold (snapshot load; its request is restored apart). */
   restoreHold(event: StockReserved): void {
-    this.applyReserved(event);
+    this.applyReserved(event, false);
+  }
+
+  /** The position, created empty if new (snapshot load). */
+  positionForRestore(productId: string, warehouseId: string): Position {
+    return this.positionFor(productId, warehouseId);
   }
 
   /** Request ids leave memory once older than the window (or past the count

@@ -1,0 +1,447 @@
+import { availableParallelism } from "node:os";
+import { extname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import {
+  type AdjustResult,
+  type AdjustStock,
+  ErrorCode,
+  type Failure,
+  type FulfilHold,
+  type FulfilResult,
+  type PositionView,
+  type ReceiveResult,
+  type ReceiveStock,
+  type ReleaseHold,
+  type ReleaseResult,
+  type ReserveResult,
+  type ReserveStock,
+  fail,
+  limits,
+  partitionOf,
+  partitionOfHold,
+  validateReserve,
+} from "../engine/index.ts";
+import { CorruptionError, DataDirError, type Durability, Store } from "../persistence/index.ts";
+import { bootHost } from "./boot.ts";
+import type { PartitionHost } from "./partition_host.ts";
+import {
+  type FromWorker,
+  Op,
+  type RecoveryReport,
+  type SerializedError,
+  type Stats,
+  type ToWorker,
+  type WorkerConfig,
+} from "./protocol.ts";
+
+export interface EngineOptions {
+  dataDir: string;
+  /** Only for a new data directory; afterwards it is read from the directory. */
+  partitionCount?: number;
+  /** Worker threads; 0 runs the partitions on the calling thread (tests,
+   * tools). Default: the machine's cores. */
+  workerCount?: number;
+  durability?: Durability;
+  holdDurationMs?: number;
+  idempotencyWindowMs?: number;
+  wheelTickMs?: number;
+  /** Start even on a damaged journal by deleting the damaged record and
+   * everything after it in that partition. */
+  truncateDamagedTail?: boolean;
+  /** The clock, for `workerCount: 0` only (workers use the system clock). */
+  now?: () => number;
+  /** Disable the expiry pulse timer (`workerCount: 0`; call `pulse()`). */
+  manualPulse?: boolean;
+}
+
+export interface EngineStats extends Stats {
+  seqs: Record<number, number>;
+  holds: number;
+  positions: number;
+  queueDepths: number[];
+}
+
+/** A journal is damaged and start-up was refused. */
+export class StartupError extends Error {
+  override name = "StartupError";
+  constructor(
+    message: string,
+    readonly partition?: number,
+    readonly seq?: number,
+  ) {
+    super(message);
+  }
+}
+
+interface Link {
+  send(ids: number[], ops: Op[], args: unknown[]): void;
+  close(): Promise<void>;
+}
+
+interface Outbox {
+  ids: number[];
+  ops: Op[];
+  args: unknown[];
+}
+
+type Resolve = (result: unknown) => void;
+
+/**
+ * The engine: partitions hosted on worker threads (or in-process), reached
+ * through one async API. Commands of one event-loop turn travel to a worker
+ * as one message; answers come back in batches once durable.
+ */
+export class Engine {
+  private nextId = 1;
+  private readonly waiting = new Map<number, Resolve>();
+  private readonly outboxes: Outbox[];
+  private readonly depth: number[];
+  private flushScheduled = false;
+  private broken: string | null = null;
+  private closed = false;
+  private readonly inProcess: PartitionHost[] = [];
+  private pulseTimer: NodeJS.Timeout | null = null;
+  recovered: RecoveryReport[] = [];
+
+  private constructor(
+    readonly dataDir: string,
+    readonly partitionCount: number,
+    private readonly links: Link[],
+  ) {
+    this.outboxes = links.map(() => ({ ids: [], ops: [], args: [] }));
+    this.depth = links.map(() => 0);
+  }
+
+  static async open(options: EngineOptions): Promise<Engine> {
+    const store = Store.open(options.dataDir, { durability: options.durability ?? "fsync" });
+    let partitionCount: number;
+    try {
+      partitionCount = (await store.initMeta(options.partitionCount, Date.now())).partitionCount;
+    } finally {
+      await store.close();
+    }
+    const workerCount = options.workerCount ?? Math.min(availableParallelism(), partitionCount);
+    if (!(Number.isInteger(workerCount) && workerCount >= 0 && workerCount <= partitionCount)) {
+      throw new DataDirError(`worker count must be 0..${partitionCount}`);
+    }
+    const hostCount = Math.max(workerCount, 1);
+    const configs: WorkerConfig[] = [];
+    for (let w = 0; w < hostCount; w++) {
+      const partitionIds: number[] = [];
+      for (let p = w; p < partitionCount; p += hostCount) partitionIds.push(p);
+      configs.push({
+        dataDir: options.dataDir,
+        partitionIds,
+        partitionCount,
+        durability: options.durability ?? "fsync",
+        holdDurationMs: options.holdDurationMs ?? limits.holdDurationMsDefault,
+        idempotencyWindowMs: options.idempotencyWindowMs ?? limits.idempotencyWindowMsDefault,
+        wheelTickMs: options.wheelTickMs ?? limits.wheelTickMsDefault,
+        epoch: 1,
+        truncateDamagedTail: options.truncateDamagedTail ?? false,
+      });
+    }
+    const links: Link[] = [];
+    let engine: Engine | null = null;
+    const deliver = (ids: number[], results: unknown[], w: number) =>
+      engine!.deliver(ids, results, w);
+    const broken = (why: string) => engine?.breakDown(why);
+    const recovered: RecoveryReport[] = [];
+    const hosts: PartitionHost[] = [];
+    try {
+      if (workerCount === 0) {
+        const now = options.now ?? Date.now;
+        const b = await bootHost(configs[0]!, now, (i, r) => deliver(i, r, 0), (e) => broken(e.message));
+        hosts.push(b.host);
+        recovered.push(...b.recovered);
+        links.push({
+          send: (i, o, a) => b.host.execute(i, o, a),
+          close: async () => {
+            await b.host.close();
+            await b.store.close();
+          },
+        });
+      } else {
+        const started = await Promise.allSettled(
+          configs.map((c, w) => startWorker(c, (i, r) => deliver(i, r, w), broken)),
+        );
+        const failure = started.find((s) => s.status === "rejected");
+        for (const s of started) if (s.status === "fulfilled") links.push(s.value.link);
+        if (failure !== undefined) {
+          await Promise.all(links.map((l) => l.close()));
+          throw (failure as PromiseRejectedResult).reason;
+        }
+        for (const s of started) if (s.status === "fulfilled") recovered.push(...s.value.recovered);
+      }
+    } catch (err) {
+      throw toStartupError(err);
+    }
+    engine = new Engine(options.dataDir, partitionCount, links);
+    engine.recovered = recovered.sort((a, b) => a.partition - b.partition);
+    engine.inProcess.push(...hosts);
+    if (workerCount === 0 && !options.manualPulse) {
+      const host = hosts[0]!;
+      engine.pulseTimer = setInterval(() => host.pulse(), configs[0]!.wheelTickMs);
+    }
+    return engine;
+  }
+
+  // ---- commands ------------------------------------------------------------
+
+  receiveStock(cmd: ReceiveStock): Promise<ReceiveResult> {
+    return this.toProduct(cmd?.productId, Op.Receive, cmd) as Promise<ReceiveResult>;
+  }
+
+  adjustStock(cmd: AdjustStock): Promise<AdjustResult> {
+    return this.toProduct(cmd?.productId, Op.Adjust, cmd) as Promise<AdjustResult>;
+  }
+
+  /** Reserves every line or none. Lines must sit in one partition (all
+   * warehouses of one product always do). */
+  reserve(cmd: ReserveStock): Promise<ReserveResult> {
+    const invalid = validateReserve(cmd);
+    if (invalid !== null) return Promise.resolve(invalid);
+    const partition = partitionOf(cmd.lines[0]!.productId, this.partitionCount);
+    for (let i = 1; i < cmd.lines.length; i++) {
+      const other = partitionOf(cmd.lines[i]!.productId, this.partitionCount);
+      if (other !== partition) {
+        return Promise.resolve(
+          fail(
+            ErrorCode.InvalidArgument,
+            `lines[${i}] is in partition ${other}, lines[0] in ${partition}: one reservation covers one partition`,
+          ),
+        );
+      }
+    }
+    return this.call(this.workerOf(partition), Op.Reserve, cmd) as Promise<ReserveResult>;
+  }
+
+  release(cmd: ReleaseHold): Promise<ReleaseResult> {
+    return this.toHold(cmd?.holdId, Op.Release, cmd) as Promise<ReleaseResult>;
+  }
+
+  fulfil(cmd: FulfilHold): Promise<FulfilResult> {
+    return this.toHold(cmd?.holdId, Op.Fulfil, cmd) as Promise<FulfilResult>;
+  }
+
+  /** The product's positions in the given warehouses (those that exist). */
+  async positions(productId: string, warehouseIds: string[]): Promise<PositionView[]> {
+    const r = (await this.toProduct(productId, Op.Position, { productId, warehouseIds })) as
+      | { ok: true; positions: PositionView[] }
+      | Failure;
+    if (!r.ok) throw new Error(r.message);
+    return r.positions;
+  }
+
+  async position(productId: string, warehouseId: string): Promise<PositionView | null> {
+    return (await this.positions(productId, [warehouseId]))[0] ?? null;
+  }
+
+  /** Digest of each partition's state, by partition. */
+  async digests(): Promise<Record<number, string>> {
+    const all = await this.everyWorker(Op.Digest);
+    return Object.assign({}, ...all.map((r) => (r as { digests: Record<number, string> }).digests));
+  }
+
+  async stats(): Promise<EngineStats> {
+    const all = (await this.everyWorker(Op.Stats)).map((r) => (r as { stats: EngineStats }).stats);
+    const sum: EngineStats = {
+      commands: 0,
+      commits: 0,
+      eventsJournaled: 0,
+      commitBatchEventsMax: 0,
+      commitMsTotal: 0,
+      expired: 0,
+      seqs: {},
+      holds: 0,
+      positions: 0,
+      queueDepths: [...this.depth],
+    };
+    for (const s of all) {
+      sum.commands += s.commands;
+      sum.commits += s.commits;
+      sum.eventsJournaled += s.eventsJournaled;
+      sum.commitMsTotal += s.commitMsTotal;
+      sum.expired += s.expired;
+      sum.holds += s.holds;
+      sum.positions += s.positions;
+      sum.commitBatchEventsMax = Math.max(sum.commitBatchEventsMax, s.commitBatchEventsMax);
+      Object.assign(sum.seqs, s.seqs);
+    }
+    return sum;
+  }
+
+  /** Asserts every invariant in every partition (throws on a violation). */
+  async checkInvariants(): Promise<void> {
+    const all = await this.everyWorker(Op.CheckInvariants);
+    for (const r of all) if (!(r as { ok: boolean }).ok) throw new Error((r as Failure).message);
+  }
+
+  /** Runs the expiry pulse now (in-process engines). */
+  pulse(): void {
+    for (const h of this.inProcess) h.pulse();
+  }
+
+  /** Waits until everything sent is durable and answered (in-process). */
+  async drain(): Promise<void> {
+    this.flush();
+    for (const h of this.inProcess) await h.drain();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.pulseTimer !== null) clearInterval(this.pulseTimer);
+    this.flush();
+    await Promise.all(this.links.map((l) => l.close()));
+  }
+
+  // ---- plumbing ----------------------------------------------------------------
+
+  private workerOf(partition: number): number {
+    return partition % this.links.length;
+  }
+
+  private toProduct(productId: unknown, op: Op, arg: unknown): Promise<unknown> {
+    if (typeof productId !== "string") {
+      return Promise.resolve(fail(ErrorCode.InvalidArgument, "productId must be a non-empty string"));
+    }
+    return this.call(this.workerOf(partitionOf(productId, this.partitionCount)), op, arg);
+  }
+
+  private toHold(holdId: unknown, op: Op, arg: unknown): Promise<unknown> {
+    if (typeof holdId !== "number" || !Number.isSafeInteger(holdId) || holdId < limits.partitionCountMax) {
+      return Promise.resolve(fail(ErrorCode.InvalidArgument, "holdId must be a hold id"));
+    }
+    const partition = partitionOfHold(holdId);
+    if (partition >= this.partitionCount) {
+      return Promise.resolve(fail(ErrorCode.HoldNotFound, `hold ${holdId} not found`));
+    }
+    return this.call(this.workerOf(partition), op, arg);
+  }
+
+  private everyWorker(op: Op): Promise<unknown[]> {
+    return Promise.all(this.links.map((_, w) => this.call(w, op, null, true)));
+  }
+
+  private call(worker: number, op: Op, arg: unknown, control = false): Promise<unknown> {
+    if (this.broken !== null) return Promise.resolve(fail(ErrorCode.Unavailable, this.broken));
+    if (this.closed) return Promise.resolve(fail(ErrorCode.Unavailable, "engine is closed"));
+    if (!control && this.depth[worker]! >= limits.workerQueueCountMax) {
+      return Promise.resolve(
+        fail(ErrorCode.Overloaded, `worker ${worker} has ${limits.workerQueueCountMax} commands queued`),
+      );
+    }
+    const id = this.nextId++;
+    const box = this.outboxes[worker]!;
+    box.ids.push(id);
+    box.ops.push(op);
+    box.args.push(arg);
+    this.depth[worker]!++;
+    if (box.ids.length >= limits.workerBatchCountMax) this.flushOne(worker);
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    return new Promise((resolve) => this.waiting.set(id, resolve));
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (let w = 0; w < this.outboxes.length; w++) this.flushOne(w);
+  }
+
+  private flushOne(w: number): void {
+    const box = this.outboxes[w]!;
+    if (box.ids.length === 0) return;
+    this.outboxes[w] = { ids: [], ops: [], args: [] };
+    this.links[w]!.send(box.ids, box.ops, box.args);
+  }
+
+  private deliver(ids: number[], results: unknown[], worker: number): void {
+    this.depth[worker]! -= ids.length;
+    for (let i = 0; i < ids.length; i++) {
+      const resolve = this.waiting.get(ids[i]!);
+      if (resolve === undefined) continue;
+      this.waiting.delete(ids[i]!);
+      resolve(results[i]);
+    }
+  }
+
+  private breakDown(why: string): void {
+    this.broken = why;
+    const unavailable = fail(ErrorCode.Unavailable, why);
+    for (const resolve of this.waiting.values()) resolve(unavailable);
+    this.waiting.clear();
+  }
+}
+
+function startWorker(
+  config: WorkerConfig,
+  deliver: (ids: number[], results: unknown[]) => void,
+  broken: (why: string) => void,
+): Promise<{ link: Link; recovered: RecoveryReport[] }> {
+  const target = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+  const worker = new Worker(new URL("./worker_entry.mjs", import.meta.url), {
+    workerData: { ...config, __module: target.href },
+  });
+  return new Promise((resolve, reject) => {
+    let ready = false;
+    let closed: (() => void) | null = null;
+    worker.on("message", (msg: FromWorker) => {
+      switch (msg.t) {
+        case "replies":
+          deliver(msg.ids, msg.results);
+          return;
+        case "ready":
+          ready = true;
+          resolve({
+            recovered: msg.recovered,
+            link: {
+              send: (ids, ops, args) => worker.postMessage({ t: "cmds", ids, ops, args } satisfies ToWorker),
+              close: () =>
+                new Promise<void>((done) => {
+                  closed = done;
+                  worker.postMessage({ t: "close" } satisfies ToWorker);
+                }),
+            },
+          });
+          return;
+        case "fatal":
+          if (!ready) reject(deserialize(msg.error));
+          else broken(`worker failed: ${msg.error.message}`);
+          return;
+        case "closed":
+          closed?.();
+          return;
+      }
+    });
+    worker.on("error", (err) => {
+      if (!ready) reject(err);
+      else broken(`worker crashed: ${err.message}`);
+    });
+    worker.on("exit", (code) => {
+      if (closed !== null) {
+        (closed as () => void)();
+        return;
+      }
+      if (!ready) reject(new Error(`worker exited with code ${code} during start-up`));
+      else broken(`worker exited with code ${code}`);
+    });
+  });
+}
+
+function deserialize(e: SerializedError): Error {
+  if (e.name === "CorruptionError" && e.partition !== undefined && e.seq !== undefined) {
+    return new StartupError(e.message, e.partition, e.seq);
+  }
+  const err = new Error(e.message);
+  err.name = e.name;
+  return err;
+}
+
+function toStartupError(err: unknown): Error {
+  if (err instanceof CorruptionError) return new StartupError(err.message, err.partition, err.seq);
+  return err as Error;
+}

@@ -1,0 +1,257 @@
+import {
+  type Event,
+  ErrorCode,
+  type Partition,
+  digestPartition,
+  fail,
+  limits,
+  partitionOf,
+  partitionOfHold,
+} from "../engine/index.ts";
+import type { Batch, Store } from "../persistence/index.ts";
+import { Op, type Op as OpCode, type Stats } from "./protocol.ts";
+
+export interface HostOptions {
+  epoch: number;
+  partitionCount: number;
+  now: () => number;
+  /** Receives answers in order, in batches; called once per flush. */
+  onReplies: (ids: number[], results: unknown[]) => void;
+  /** Told when the journal cannot be written: the host then stops. */
+  onFatal: (err: Error) => void;
+}
+
+/**
+ * Runs a set of partitions against one store with group commit: every
+ * command that arrives while a journal transaction is in flight goes into
+ * the next one, and a command's answer leaves only once the transaction
+ * holding its events (and every one before it) is durable. Used inside a
+ * worker thread, or in-process for tests and tools.
+ */
+export class PartitionHost {
+  readonly partitions = new Map<number, Partition>();
+  /** Events waiting for the next transaction, per partition. */
+  private pendingEvents = new Map<number, Event[]>();
+  private pendingEventCount = 0;
+  /** Answers waiting for the next transaction to be durable. */
+  private pendingIds: number[] = [];
+  private pendingResults: unknown[] = [];
+  private inFlight: Promise<void> | null = null;
+  private failed: Error | null = null;
+  private closing = false;
+  readonly stats: Stats = {
+    commands: 0,
+    commits: 0,
+    eventsJournaled: 0,
+    commitBatchEventsMax: 0,
+    commitMsTotal: 0,
+    expired: 0,
+  };
+
+  constructor(
+    private readonly store: Store,
+    partitions: Partition[],
+    private readonly options: HostOptions,
+  ) {
+    for (const p of partitions) this.partitions.set(p.id, p);
+  }
+
+  /** Executes commands in order; their answers follow once durable. */
+  execute(ids: number[], ops: OpCode[], args: unknown[]): void {
+    const readyIds: number[] = [];
+    const readyResults: unknown[] = [];
+    const now = this.options.now();
+    for (let i = 0; i < ids.length; i++) {
+      const result = this.failed !== null
+        ? fail(ErrorCode.Unavailable, `journal failed: ${this.failed.message}`)
+        : this.run(ops[i]!, args[i], now);
+      this.stats.commands++;
+      this.collectEvents();
+      if (this.inFlight === null && this.pendingEventCount === 0 && this.pendingIds.length === 0) {
+        // Nothing is waiting to be durable: the answer can leave now.
+        readyIds.push(ids[i]!);
+        readyResults.push(result);
+      } else {
+        this.pendingIds.push(ids[i]!);
+        this.pendingResults.push(result);
+      }
+    }
+    if (readyIds.length > 0) this.options.onReplies(readyIds, readyResults);
+    this.maybeCommit();
+  }
+
+  /** The expiry pulse: bounded per partition per call. */
+  pulse(): void {
+    if (this.failed !== null || this.closing) return;
+    const now = this.options.now();
+    for (const p of this.partitions.values()) {
+      if (p.wheel.count === 0) continue;
+      this.stats.expired += p.expire(now, limits.expireCountMaxPerPulse);
+    }
+    this.collectEvents();
+    this.maybeCommit();
+  }
+
+  /** Waits until everything executed so far is durable and answered. */
+  async drain(): Promise<void> {
+    while (this.inFlight !== null) await this.inFlight;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.drain();
+  }
+
+  private run(op: OpCode, arg: unknown, now: number): unknown {
+    // biome-ignore lint/suspicious/noExplicitAny: arguments are validated by the partition
+    const a = arg as any;
+    switch (op) {
+      case Op.Receive:
+        return this.byProduct(a?.productId)?.receiveStock(a, now) ?? badProduct();
+      case Op.Adjust:
+        return this.byProduct(a?.productId)?.adjustStock(a, now) ?? badProduct();
+      case Op.Reserve:
+        return this.byProduct(a?.lines?.[0]?.productId)?.reserve(a, now) ?? badLines(a);
+      case Op.Release:
+        return this.byHold(a?.holdId)?.release(a, now) ?? holdNotFound(a?.holdId);
+      case Op.Fulfil:
+        return this.byHold(a?.holdId)?.fulfil(a, now) ?? holdNotFound(a?.holdId);
+      case Op.Position: {
+        const p = this.byProduct(a?.productId);
+        if (p === null) return badProduct();
+        const views = [];
+        for (const w of a.warehouseIds as string[]) {
+          const v = p.position(a.productId, w);
+          if (v !== null) views.push(v);
+        }
+        return { ok: true, positions: views };
+      }
+      case Op.Digest: {
+        const out: Record<number, string> = {};
+        for (const p of this.partitions.values()) out[p.id] = digestPartition(p);
+        return { ok: true, digests: out };
+      }
+      case Op.Stats: {
+        const seqs: Record<number, number> = {};
+        let holds = 0;
+        let positions = 0;
+        for (const p of this.partitions.values()) {
+          seqs[p.id] = p.seq;
+          holds += p.holds.size;
+          positions += p.positions.size;
+        }
+        return { ok: true, stats: { ...this.stats, seqs, holds, positions } };
+      }
+      case Op.CheckInvariants:
+        for (const p of this.partitions.values()) p.checkInvariants();
+        return { ok: true };
+      default:
+        return fail(ErrorCode.InvalidArgument, `unknown operation ${op}`);
+    }
+  }
+
+  private byProduct(productId: unknown): Partition | null {
+    if (typeof productId !== "string") return null;
+    return this.partitions.get(partitionOf(productId, this.options.partitionCount)) ?? null;
+  }
+
+  private byHold(holdId: unknown): Partition | null {
+    if (typeof holdId !== "number" || !Number.isSafeInteger(holdId) || holdId < 0) return null;
+    return this.partitions.get(partitionOfHold(holdId)) ?? null;
+  }
+
+  private collectEvents(): void {
+    for (const p of this.partitions.values()) {
+      if (p.outbox.length === 0) continue;
+      const events = p.takeOutbox();
+      const pending = this.pendingEvents.get(p.id);
+      if (pending === undefined) this.pendingEvents.set(p.id, events);
+      else for (const e of events) pending.push(e);
+      this.pendingEventCount += events.length;
+    }
+  }
+
+  private maybeCommit(): void {
+    if (this.inFlight !== null || this.failed !== null) return;
+    if (this.pendingEventCount === 0) {
+      if (this.pendingIds.length > 0) this.flushReplies(this.pendingIds, this.pendingResults);
+      this.pendingIds = [];
+      this.pendingResults = [];
+      return;
+    }
+    const batches = this.takeBatches();
+    const ids = this.pendingIds;
+    const results = this.pendingResults;
+    this.pendingIds = [];
+    this.pendingResults = [];
+    const eventCount = batches.reduce((n, b) => n + b.events.length, 0);
+    const started = performance.now();
+    this.inFlight = this.store.append(batches).then(
+      () => {
+        this.stats.commits++;
+        this.stats.eventsJournaled += eventCount;
+        this.stats.commitMsTotal += performance.now() - started;
+        if (eventCount > this.stats.commitBatchEventsMax) this.stats.commitBatchEventsMax = eventCount;
+        this.inFlight = null;
+        this.flushReplies(ids, results);
+        this.maybeCommit();
+      },
+      (err: Error) => this.fatal(err, ids),
+    );
+  }
+
+  private takeBatches(): Batch[] {
+    const batches: Batch[] = [];
+    for (const [partition, events] of this.pendingEvents) {
+      for (let i = 0; i < events.length; i += limits.journalBatchEventCountMax) {
+        const slice = events.slice(i, i + limits.journalBatchEventCountMax);
+        batches.push({
+          partition,
+          firstSeq: slice[0]!.seq,
+          lastSeq: slice[slice.length - 1]!.seq,
+          epoch: this.options.epoch,
+          events: slice,
+        });
+      }
+    }
+    this.pendingEvents = new Map();
+    this.pendingEventCount = 0;
+    return batches;
+  }
+
+  private flushReplies(ids: number[], results: unknown[]): void {
+    if (ids.length > 0) this.options.onReplies(ids, results);
+  }
+
+  /** The journal failed: memory now holds events that may not be durable,
+   * so nothing more is answered ok. The process must restart and recover. */
+  private fatal(err: Error, ids: number[]): void {
+    this.failed = err;
+    this.inFlight = null;
+    const unavailable = fail(ErrorCode.Unavailable, `journal write failed: ${err.message}`);
+    const all = [...ids, ...this.pendingIds];
+    this.pendingIds = [];
+    this.pendingResults = [];
+    this.options.onReplies(all, all.map(() => unavailable));
+    this.options.onFatal(err);
+  }
+}
+
+function badProduct() {
+  return fail(ErrorCode.InvalidArgument, "productId must be a non-empty string");
+}
+
+function badLines(a: unknown) {
+  const lines = (a as { lines?: unknown } | null)?.lines;
+  if (!Array.isArray(lines) || lines.length === 0) {
+    return fail(ErrorCode.InvalidArgument, "lines must not be empty");
+  }
+  return fail(ErrorCode.InvalidArgument, "lines[0]: productId must be a non-empty string");
+}
+
+function holdNotFound(holdId: unknown) {
+  if (typeof holdId !== "number" || !Number.isSafeInteger(holdId) || holdId < limits.partitionCountMax) {
+    return fail(ErrorCode.InvalidArgument, "holdId must be a hold id");
+  }
+  return fail(ErrorCode.HoldNotFound, `hold ${holdId} not found`);
+}

@@ -1,0 +1,65 @@
+// Messages between the engine (main thread) and its worker threads.
+
+export const Op = {
+  Receive: 1,
+  Adjust: 2,
+  Reserve: 3,
+  Release: 4,
+  Fulfil: 5,
+  Position: 6,
+  Digest: 7,
+  Stats: 8,
+  CheckInvariants: 9,
+} as const;
+export type Op = (typeof Op)[keyof typeof Op];
+
+export interface Stats {
+  commands: number;
+  commits: number;
+  eventsJournaled: number;
+  commitBatchEventsMax: number;
+  commitMsTotal: number;
+  expired: number;
+}
+
+export interface WorkerConfig {
+  dataDir: string;
+  partitionIds: number[];
+  partitionCount: number;
+  durability: "fsync" | "relaxed";
+  holdDurationMs: number;
+  idempotencyWindowMs: number;
+  wheelTickMs: number;
+  epoch: number;
+  truncateDamagedTail: boolean;
+}
+
+/** Main thread to worker. Commands of one event-loop turn travel together. */
+export type ToWorker =
+  | { t: "cmds"; ids: number[]; ops: Op[]; args: unknown[] }
+  | { t: "close" };
+
+export interface RecoveryReport {
+  partition: number;
+  snapshotSeq: number;
+  eventsReplayed: number;
+  seq: number;
+  expiredAtStart: number;
+  truncatedRecords: number;
+  skippedSnapshots: string[];
+}
+
+/** Worker to main thread. */
+export type FromWorker =
+  | { t: "ready"; recovered: RecoveryReport[] }
+  | { t: "replies"; ids: number[]; results: unknown[] }
+  | { t: "fatal"; error: SerializedError }
+  | { t: "closed" };
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  partition?: number;
+  seq?: number;
+  lastGoodSeq?: number;
+}

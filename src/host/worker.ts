@@ -1,0 +1,53 @@
+import { parentPort, workerData } from "node:worker_threads";
+import { CorruptionError } from "../persistence/index.ts";
+import { bootHost } from "./boot.ts";
+import type { FromWorker, SerializedError, ToWorker, WorkerConfig } from "./protocol.ts";
+
+// A worker thread: hosts a set of partitions, takes command batches from the
+// main thread, answers in batches once durable, and runs the expiry pulse.
+
+const port = parentPort!;
+const config = workerData as WorkerConfig;
+
+function post(msg: FromWorker): void {
+  port.postMessage(msg);
+}
+
+function serialize(err: unknown): SerializedError {
+  const e = err as Error;
+  const out: SerializedError = { name: e.name ?? "Error", message: e.message ?? String(err) };
+  if (err instanceof CorruptionError) {
+    out.partition = err.partition;
+    out.seq = err.seq;
+    out.lastGoodSeq = err.lastGoodSeq;
+  }
+  return out;
+}
+
+try {
+  const { host, store, recovered } = await bootHost(
+    config,
+    Date.now,
+    (ids, results) => post({ t: "replies", ids, results }),
+    (err) => post({ t: "fatal", error: serialize(err) }),
+  );
+  const pulse = setInterval(() => host.pulse(), config.wheelTickMs);
+  port.on("message", (msg: ToWorker) => {
+    if (msg.t === "cmds") {
+      host.execute(msg.ids, msg.ops, msg.args);
+      return;
+    }
+    clearInterval(pulse);
+    void host
+      .close()
+      .then(() => store.close())
+      .then(() => {
+        post({ t: "closed" });
+        port.close();
+      });
+  });
+  post({ t: "ready", recovered });
+} catch (err) {
+  post({ t: "fatal", error: serialize(err) });
+  port.close();
+}

@@ -1,0 +1,244 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { type Database, type RootDatabase, open } from "lmdb";
+import { limits } from "../engine/index.ts";
+import { type Batch, ChecksumError, decodeBatch, encodeBatch, frame, unframe } from "./codec.ts";
+import { WireError } from "./wire.ts";
+
+/** `fsync`: a caller is answered after its journal transaction is synced to
+ * disk. `relaxed`: answered once the transaction is committed (written to the
+ * OS); its fsync runs right after, overlapping the next transaction. A process
+ * crash loses nothing acknowledged; a power cut or kernel crash can lose the
+ * transactions whose fsync had not finished (the last few ms), never more,
+ * and LMDB then opens at the last synced transaction, intact. */
+export type Durability = "fsync" | "relaxed";
+
+export const storeFormatVersion = 1;
+
+export interface StoreMeta {
+  formatVersion: number;
+  partitionCount: number;
+  createTimeMs: number;
+}
+
+/** A journal record or snapshot that failed its checksum or did not decode. */
+export class CorruptionError extends Error {
+  override name = "CorruptionError";
+  constructor(
+    readonly partition: number,
+    /** The record's last sequence number (journal) or its seq (snapshot). */
+    readonly seq: number,
+    /** The last good sequence number before it. */
+    readonly lastGoodSeq: number,
+    readonly what: "journal" | "snapshot",
+    detail: string,
+  ) {
+    super(
+      `corrupted ${what} record in partition ${partition} at seq ${seq} ` +
+        `(last good seq ${lastGoodSeq}): ${detail}`,
+    );
+  }
+}
+
+export class DataDirError extends Error {
+  override name = "DataDirError";
+}
+
+export interface JournalRecord {
+  batch: Batch;
+  /** Size of the stored record in bytes. */
+  bytes: number;
+}
+
+export interface StoreOptions {
+  durability?: Durability;
+  readOnly?: boolean;
+}
+
+/**
+ * The data directory: one LMDB environment holding the journal (key
+ * [partition, lastSeq]), snapshots (key [partition, seq]) and metadata.
+ * Every worker thread opens its own Store on the same directory.
+ */
+export class Store {
+  private constructor(
+    readonly dir: string,
+    private readonly root: RootDatabase,
+    private readonly journal: Database<Buffer, [number, number]>,
+    private readonly snapshots: Database<Buffer, [number, number]>,
+    private readonly meta: Database<unknown, string>,
+    readonly durability: Durability,
+  ) {}
+
+  static open(dir: string, options: StoreOptions = {}): Store {
+    const durability = options.durability ?? "fsync";
+    if (!options.readOnly) mkdirSync(dir, { recursive: true });
+    let root: RootDatabase;
+    try {
+      root = open({
+        path: join(dir, "stockd.mdb"),
+        // fsync: a commit's promise resolves once synced. relaxed: once
+        // committed, with the sync overlapping the next commit.
+        overlappingSync: durability === "relaxed",
+        readOnly: options.readOnly ?? false,
+        maxDbs: 8,
+        mapSize: 1 << 30,
+      });
+    } catch (err) {
+      throw new DataDirError(`cannot open data directory ${dir}: ${(err as Error).message}`);
+    }
+    const journal = root.openDB<Buffer, [number, number]>("journal", { encoding: "binary" });
+    const snapshots = root.openDB<Buffer, [number, number]>("snapshots", { encoding: "binary" });
+    const meta = root.openDB<unknown, string>("meta", { encoding: "json" });
+    return new Store(dir, root, journal, snapshots, meta, durability);
+  }
+
+  /** Reads the directory's metadata, creating it on first use. */
+  async initMeta(partitionCount: number | undefined, nowMs: number): Promise<StoreMeta> {
+    const known = this.readMeta();
+    if (known !== null) {
+      if (partitionCount !== undefined && partitionCount !== known.partitionCount) {
+        throw new DataDirError(
+          `${this.dir} has ${known.partitionCount} partitions; the partition count is fixed per data directory (asked for ${partitionCount})`,
+        );
+      }
+      return known;
+    }
+    const count = partitionCount ?? limits.partitionCountDefault;
+    if (!(Number.isInteger(count) && count >= 1 && count <= limits.partitionCountMax)) {
+      throw new DataDirError(`partition count must be 1..${limits.partitionCountMax}`);
+    }
+    const fresh: StoreMeta = { formatVersion: storeFormatVersion, partitionCount: count, createTimeMs: nowMs };
+    await this.meta.put("meta", fresh);
+    return fresh;
+  }
+
+  readMeta(): StoreMeta | null {
+    const m = this.meta.get("meta") as StoreMeta | undefined;
+    if (m === undefined) return null;
+    if (m.formatVersion !== storeFormatVersion) {
+      throw new DataDirError(`${this.dir} has format ${m.formatVersion}; this stockd reads ${storeFormatVersion}`);
+    }
+    return m;
+  }
+
+  /** Appends batches in one transaction; resolves once durable (per mode). */
+  append(batches: Batch[]): Promise<void> {
+    const records = batches.map((b) => [b.partition, b.lastSeq, frame(encodeBatch(b))] as const);
+    return this.root.transaction(() => {
+      for (const [p, seq, record] of records) this.journal.putSync([p, seq], record);
+    }) as Promise<void>;
+  }
+
+  /**
+   * The journal of one partition from `fromSeq` on, checked record by record
+   * (checksum, decoding, partition, no gap). Throws CorruptionError at the
+   * first bad record.
+   */
+  *readJournal(partition: number, fromSeq = 1): Generator<JournalRecord> {
+    let last = fromSeq - 1;
+    let first = true;
+    const range = this.journal.getRange({ start: [partition, fromSeq], end: [partition + 1, 0] });
+    for (const { key, value } of range) {
+      const seq = key[1];
+      let batch: Batch;
+      try {
+        batch = decodeBatch(unframe(value));
+      } catch (err) {
+        if (err instanceof ChecksumError || err instanceof WireError) {
+          throw new CorruptionError(partition, seq, last, "journal", err.message);
+        }
+        throw err;
+      }
+      if (batch.partition !== partition || batch.lastSeq !== seq) {
+        throw new CorruptionError(partition, seq, last, "journal", "record stored under the wrong key");
+      }
+      // The first record may start before `fromSeq` (a batch spans it).
+      if (first ? batch.firstSeq > fromSeq : batch.firstSeq !== last + 1) {
+        throw new CorruptionError(partition, seq, last, "journal", `gap: record starts at seq ${batch.firstSeq}`);
+      }
+      first = false;
+      last = batch.lastSeq;
+      yield { batch, bytes: value.length };
+    }
+  }
+
+  /** The last sequence number journaled for a partition (0 if none). */
+  lastSeq(partition: number): number {
+    for (const key of this.journal.getKeys({ start: [partition + 1, 0], end: [partition, 0], reverse: true, limit: 1 })) {
+      return key[1];
+    }
+    return 0;
+  }
+
+  /** Deletes journal records of a partition whose last seq is >= `fromSeq`. */
+  async truncateFrom(partition: number, fromSeq: number): Promise<number> {
+    const keys = [...this.journal.getKeys({ start: [partition, fromSeq], end: [partition + 1, 0] })];
+    await this.root.transaction(() => {
+      for (const k of keys) this.journal.removeSync(k);
+    });
+    return keys.length;
+  }
+
+  async putSnapshot(partition: number, seq: number, payload: Uint8Array): Promise<void> {
+    await this.snapshots.put([partition, seq], frame(payload));
+    // Keep the two newest: the older one is the fallback if the newest is damaged.
+    const keys = [...this.snapshots.getKeys({ start: [partition, seq], end: [partition, 0], reverse: true })];
+    const old = keys.slice(2);
+    if (old.length > 0) {
+      await this.root.transaction(() => {
+        for (const k of old) this.snapshots.removeSync(k);
+      });
+    }
+  }
+
+  /** Snapshots of a partition, newest first, each checked: either its
+   * payload or the corruption found in it. */
+  *snapshotsNewestFirst(partition: number): Generator<{ seq: number; payload: Uint8Array } | CorruptionError> {
+    for (const { key, value } of this.snapshots.getRange({
+      start: [partition + 1, 0],
+      end: [partition, 0],
+      reverse: true,
+    })) {
+      try {
+        yield { seq: key[1], payload: unframe(value) };
+      } catch (err) {
+        yield new CorruptionError(partition, key[1], 0, "snapshot", (err as Error).message);
+      }
+    }
+  }
+
+  /** Overwrites one stored journal record's bytes (for corruption tests). */
+  rawJournalKeys(partition: number): [number, number][] {
+    return [...this.journal.getKeys({ start: [partition, 0], end: [partition + 1, 0] })];
+  }
+
+  rawGetJournal(key: [number, number]): Buffer | undefined {
+    return this.journal.get(key);
+  }
+
+  async rawPutJournal(key: [number, number], value: Buffer): Promise<void> {
+    await this.journal.put(key, value);
+  }
+
+  async rawPutSnapshot(key: [number, number], value: Buffer): Promise<void> {
+    await this.snapshots.put(key, value);
+  }
+
+  rawSnapshotKeys(partition: number): [number, number][] {
+    return [...this.snapshots.getKeys({ start: [partition, 0], end: [partition + 1, 0] })];
+  }
+
+  rawGetSnapshot(key: [number, number]): Buffer | undefined {
+    return this.snapshots.get(key);
+  }
+
+  /** Forces what is committed to disk (relaxed mode's background sync). */
+  async sync(): Promise<void> {
+    await this.root.flushed;
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}
