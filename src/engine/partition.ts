@@ -20,6 +20,7 @@ import {
   type FulfilHold,
   type FulfilResult,
   HoldOutcome,
+  type HoldView,
   type Line,
   type PositionView,
   type ReceiveResult,
@@ -412,6 +413,27 @@ export class Partition {
     return p === undefined ? null : viewOf(p);
   }
 
+  /** An open hold, or how a recently ended one ended; null if unknown. */
+  hold(holdId: number): HoldView | null {
+    const h = this.holds.get(holdId);
+    if (h !== undefined) {
+      return {
+        holdId,
+        status: "OPEN",
+        expireTimeMs: h.expireTimeMs,
+        requestId: h.requestId,
+        lines: h.lines(),
+      };
+    }
+    const closed = this.closedHolds.get(holdId);
+    if (closed === undefined) return null;
+    return {
+      holdId,
+      status: outcomeNames[(closed % 8) as HoldOutcome],
+      closeTimeMs: Math.floor(closed / 8),
+    };
+  }
+
   /** Checks every invariant of DESIGN.md over the whole partition. */
   checkInvariants(): void {
     const held = new Map<Position, number>();
@@ -620,8 +642,18 @@ function viewOf(p: Position): PositionView {
     warehouseId: p.warehouseId,
     available: p.available,
     reserved: p.reserved,
+    received: p.received,
+    adjusted: p.adjusted,
+    fulfilled: p.fulfilled,
   };
 }
+
+const outcomeNames = {
+  [HoldOutcome.Released]: "RELEASED",
+  [HoldOutcome.Expired]: "EXPIRED",
+  [HoldOutcome.Aborted]: "ABORTED",
+  [HoldOutcome.Fulfilled]: "FULFILLED",
+} as const;
 
 function checkPosition(p: Position): void {
   if (

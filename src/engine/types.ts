@@ -161,7 +161,18 @@ export interface PositionView {
   warehouseId: string;
   available: number;
   reserved: number;
+  /** Units ever received. */
+  received: number;
+  /** Sum of every adjustment (signed). */
+  adjusted: number;
+  /** Units ever fulfilled. */
+  fulfilled: number;
 }
+
+/** A hold as a reader sees it: open, or how it ended (within the window). */
+export type HoldView =
+  | { holdId: number; status: "OPEN"; expireTimeMs: number; requestId: string; lines: Line[] }
+  | { holdId: number; status: "RELEASED" | "EXPIRED" | "ABORTED" | "FULFILLED"; closeTimeMs: number };
 
 export interface Reservation {
   holdId: number;

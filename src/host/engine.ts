@@ -9,6 +9,7 @@ import {
   type Failure,
   type FulfilHold,
   type FulfilResult,
+  type HoldView,
   type PositionView,
   type ReceiveResult,
   type ReceiveStock,
@@ -236,6 +237,18 @@ export class Engine {
 
   async position(productId: string, warehouseId: string): Promise<PositionView | null> {
     return (await this.positions(productId, [warehouseId]))[0] ?? null;
+  }
+
+  /** An open hold, or how a recently ended one ended; null if unknown. */
+  async hold(holdId: number): Promise<HoldView | null> {
+    const r = (await this.toHold(holdId, Op.Hold, { holdId })) as
+      | { ok: true; hold: HoldView | null }
+      | Failure;
+    if (!r.ok) {
+      if (r.code === ErrorCode.HoldNotFound) return null;
+      throw new Error(r.message);
+    }
+    return r.hold;
   }
 
   /** Digest of each partition's state, by partition. */

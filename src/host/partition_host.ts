@@ -126,6 +126,10 @@ export class PartitionHost {
         }
         return { ok: true, positions: views };
       }
+      case Op.Hold: {
+        const p = this.byHold(a?.holdId);
+        return { ok: true, hold: p?.hold(a.holdId) ?? null };
+      }
       case Op.Digest: {
         const out: Record<number, string> = {};
         for (const p of this.partitions.values()) out[p.id] = digestPartition(p);

@@ -10,6 +10,7 @@ export const Op = {
   Digest: 7,
   Stats: 8,
   CheckInvariants: 9,
+  Hold: 10,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
