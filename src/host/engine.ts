@@ -31,6 +31,8 @@ import {
   Op,
   type RecoveryReport,
   type SerializedError,
+  type SnapshotJob,
+  type SnapshotReport,
   type Stats,
   type ToWorker,
   type WorkerConfig,
@@ -54,6 +56,11 @@ export interface EngineOptions {
   now?: () => number;
   /** Disable the expiry pulse timer (`workerCount: 0`; call `pulse()`). */
   manualPulse?: boolean;
+  /** Take snapshots in the background when this many events were journaled
+   * since the last one (0: never; `snapshot()` still works). */
+  snapshotEveryEvents?: number;
+  /** How often to check whether a background snapshot is due. */
+  snapshotCheckMs?: number;
 }
 
 export interface EngineStats extends Stats {
@@ -103,6 +110,10 @@ export class Engine {
   private closed = false;
   private readonly inProcess: PartitionHost[] = [];
   private pulseTimer: NodeJS.Timeout | null = null;
+  private snapshotTimer: NodeJS.Timeout | null = null;
+  private snapshotRunning: Promise<SnapshotReport[]> | null = null;
+  private eventsAtLastSnapshot = 0;
+  private snapshotConfig!: SnapshotJob["config"];
   recovered: RecoveryReport[] = [];
 
   private constructor(
@@ -184,6 +195,21 @@ export class Engine {
     if (workerCount === 0 && !options.manualPulse) {
       const host = hosts[0]!;
       engine.pulseTimer = setInterval(() => host.pulse(), configs[0]!.wheelTickMs);
+    }
+    const c = configs[0]!;
+    engine.snapshotConfig = {
+      partitionCount,
+      holdDurationMs: c.holdDurationMs,
+      idempotencyWindowMs: c.idempotencyWindowMs,
+      wheelTickMs: c.wheelTickMs,
+    };
+    const every = options.snapshotEveryEvents ?? limits.snapshotIntervalEventCountDefault;
+    if (every > 0) {
+      engine.snapshotTimer = setInterval(
+        () => void engine.snapshotIfDue(every),
+        options.snapshotCheckMs ?? 10_000,
+      );
+      engine.snapshotTimer.unref();
     }
     return engine;
   }
@@ -291,6 +317,32 @@ export class Engine {
     for (const r of all) if (!(r as { ok: boolean }).ok) throw new Error((r as Failure).message);
   }
 
+  /**
+   * Snapshots every partition now, on a separate thread that reads the
+   * store (never the live partitions): reservations go on meanwhile.
+   */
+  snapshot(): Promise<SnapshotReport[]> {
+    if (this.snapshotRunning !== null) return this.snapshotRunning;
+    const job: SnapshotJob = {
+      dataDir: this.dataDir,
+      partitionIds: Array.from({ length: this.partitionCount }, (_, i) => i),
+      config: this.snapshotConfig,
+    };
+    const run = runSnapshotWorker(job).finally(() => {
+      this.snapshotRunning = null;
+    });
+    this.snapshotRunning = run;
+    return run;
+  }
+
+  private async snapshotIfDue(every: number): Promise<void> {
+    if (this.closed || this.snapshotRunning !== null) return;
+    const s = await this.stats();
+    if (s.eventsJournaled - this.eventsAtLastSnapshot < every) return;
+    this.eventsAtLastSnapshot = s.eventsJournaled;
+    await this.snapshot().catch(() => undefined);
+  }
+
   /** Runs the expiry pulse now (in-process engines). */
   pulse(): void {
     for (const h of this.inProcess) h.pulse();
@@ -306,6 +358,8 @@ export class Engine {
     if (this.closed) return;
     this.closed = true;
     if (this.pulseTimer !== null) clearInterval(this.pulseTimer);
+    if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
+    await this.snapshotRunning?.catch(() => undefined);
     this.flush();
     await Promise.all(this.links.map((l) => l.close()));
   }
@@ -441,6 +495,23 @@ function startWorker(
       }
       if (!ready) reject(new Error(`worker exited with code ${code} during start-up`));
       else broken(`worker exited with code ${code}`);
+    });
+  });
+}
+
+function runSnapshotWorker(job: SnapshotJob): Promise<SnapshotReport[]> {
+  const target = new URL(`./snapshot_worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+  const worker = new Worker(new URL("./worker_entry.mjs", import.meta.url), {
+    workerData: { ...job, __module: target.href },
+  });
+  return new Promise((resolve, reject) => {
+    worker.once("message", (m: { ok: true; reports: SnapshotReport[] } | { ok: false; message: string }) => {
+      if (m.ok) resolve(m.reports);
+      else reject(new Error(`snapshot failed: ${m.message}`));
+    });
+    worker.once("error", reject);
+    worker.once("exit", (code) => {
+      if (code !== 0) reject(new Error(`snapshot thread exited with code ${code}`));
     });
   });
 }

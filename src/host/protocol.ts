@@ -64,3 +64,21 @@ export interface SerializedError {
   seq?: number;
   lastGoodSeq?: number;
 }
+
+export interface SnapshotJob {
+  dataDir: string;
+  partitionIds: number[];
+  config: {
+    partitionCount: number;
+    holdDurationMs: number;
+    idempotencyWindowMs: number;
+    wheelTickMs: number;
+  };
+}
+
+export interface SnapshotReport {
+  partition: number;
+  seq: number;
+  bytes: number;
+  written: boolean;
+}
