@@ -6,4 +6,11 @@ export * as limits from "./limits.ts";
 export { Partition, Position, Hold, type PartitionConfig, type RequestRecord } from "./partition.ts";
 export { TimerWheel, type WheelEntry } from "./wheel.ts";
 export { digestPartition, digestPartitions } from "./digest.ts";
-export { validateReserve } from "./validate.ts";
+export {
+  validateAdjust,
+  validateFulfil,
+  validateReceive,
+  validateRelease,
+  validateReserve,
+} from "./validate.ts";
+export { Fifo } from "./fifo.ts";

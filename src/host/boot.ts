@@ -17,7 +17,7 @@ export interface Booted {
 export async function bootHost(
   config: WorkerConfig,
   now: () => number,
-  onReplies: (ids: number[], results: unknown[]) => void,
+  onReplies: (count: number, results: unknown[]) => void,
   onFatal: (err: Error) => void,
 ): Promise<Booted> {
   const store = Store.open(config.dataDir, { durability: config.durability });

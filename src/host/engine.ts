@@ -21,11 +21,17 @@ import {
   limits,
   partitionOf,
   partitionOfHold,
+  validateAdjust,
+  validateFulfil,
+  validateReceive,
+  validateRelease,
   validateReserve,
+  Fifo,
 } from "../engine/index.ts";
 import { CorruptionError, DataDirError, type Durability, Store } from "../persistence/index.ts";
 import { bootHost } from "./boot.ts";
 import type { PartitionHost } from "./partition_host.ts";
+import { decodeResult, encodeCommand } from "./transport.ts";
 import {
   type FromWorker,
   Op,
@@ -83,17 +89,21 @@ export class StartupError extends Error {
 }
 
 interface Link {
-  send(ids: number[], ops: Op[], args: unknown[]): void;
+  send(ops: Op[], args: unknown[]): void;
   close(): Promise<void>;
 }
 
 interface Outbox {
-  ids: number[];
   ops: Op[];
   args: unknown[];
 }
 
-type Resolve = (result: unknown) => void;
+/** A command sent and not yet answered. Answers come back in send order. */
+interface Waiting {
+  op: Op;
+  cmd: unknown;
+  resolve: (result: unknown) => void;
+}
 
 /**
  * The engine: partitions hosted on worker threads (or in-process), reached
@@ -101,8 +111,7 @@ type Resolve = (result: unknown) => void;
  * as one message; answers come back in batches once durable.
  */
 export class Engine {
-  private nextId = 1;
-  private readonly waiting = new Map<number, Resolve>();
+  private readonly waiting: Fifo<Waiting>[];
   private readonly outboxes: Outbox[];
   private readonly depth: number[];
   private flushScheduled = false;
@@ -121,7 +130,8 @@ export class Engine {
     readonly partitionCount: number,
     private readonly links: Link[],
   ) {
-    this.outboxes = links.map(() => ({ ids: [], ops: [], args: [] }));
+    this.outboxes = links.map(() => ({ ops: [], args: [] }));
+    this.waiting = links.map(() => new Fifo<Waiting>());
     this.depth = links.map(() => 0);
   }
 
@@ -156,8 +166,8 @@ export class Engine {
     }
     const links: Link[] = [];
     let engine: Engine | null = null;
-    const deliver = (ids: number[], results: unknown[], w: number) =>
-      engine!.deliver(ids, results, w);
+    const deliver = (count: number, results: unknown[], w: number) =>
+      engine!.deliver(count, results, w);
     const broken = (why: string) => engine?.breakDown(why);
     const recovered: RecoveryReport[] = [];
     const hosts: PartitionHost[] = [];
@@ -168,7 +178,7 @@ export class Engine {
         hosts.push(b.host);
         recovered.push(...b.recovered);
         links.push({
-          send: (i, o, a) => b.host.execute(i, o, a),
+          send: (o, a) => b.host.execute(o, a),
           close: async () => {
             await b.host.close();
             await b.store.close();
@@ -217,11 +227,15 @@ export class Engine {
   // ---- commands ------------------------------------------------------------
 
   receiveStock(cmd: ReceiveStock): Promise<ReceiveResult> {
-    return this.toProduct(cmd?.productId, Op.Receive, cmd) as Promise<ReceiveResult>;
+    const invalid = validateReceive(cmd);
+    if (invalid !== null) return Promise.resolve(invalid);
+    return this.toProduct(cmd.productId, Op.Receive, cmd) as Promise<ReceiveResult>;
   }
 
   adjustStock(cmd: AdjustStock): Promise<AdjustResult> {
-    return this.toProduct(cmd?.productId, Op.Adjust, cmd) as Promise<AdjustResult>;
+    const invalid = validateAdjust(cmd);
+    if (invalid !== null) return Promise.resolve(invalid);
+    return this.toProduct(cmd.productId, Op.Adjust, cmd) as Promise<AdjustResult>;
   }
 
   /** Reserves every line or none. Lines must sit in one partition (all
@@ -245,11 +259,15 @@ export class Engine {
   }
 
   release(cmd: ReleaseHold): Promise<ReleaseResult> {
-    return this.toHold(cmd?.holdId, Op.Release, cmd) as Promise<ReleaseResult>;
+    const invalid = validateRelease(cmd);
+    if (invalid !== null) return Promise.resolve(invalid);
+    return this.toHold(cmd.holdId, Op.Release, cmd) as Promise<ReleaseResult>;
   }
 
   fulfil(cmd: FulfilHold): Promise<FulfilResult> {
-    return this.toHold(cmd?.holdId, Op.Fulfil, cmd) as Promise<FulfilResult>;
+    const invalid = validateFulfil(cmd);
+    if (invalid !== null) return Promise.resolve(invalid);
+    return this.toHold(cmd.holdId, Op.Fulfil, cmd) as Promise<FulfilResult>;
   }
 
   /** The product's positions in the given warehouses (those that exist). */
@@ -400,18 +418,19 @@ export class Engine {
         fail(ErrorCode.Overloaded, `worker ${worker} has ${limits.workerQueueCountMax} commands queued`),
       );
     }
-    const id = this.nextId++;
     const box = this.outboxes[worker]!;
-    box.ids.push(id);
     box.ops.push(op);
-    box.args.push(arg);
+    encodeCommand(op, arg, box.args);
     this.depth[worker]!++;
-    if (box.ids.length >= limits.workerBatchCountMax) this.flushOne(worker);
+    const promise = new Promise<unknown>((resolve) =>
+      this.waiting[worker]!.push({ op, cmd: arg, resolve }),
+    );
+    if (box.ops.length >= limits.workerBatchCountMax) this.flushOne(worker);
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
-    return new Promise((resolve) => this.waiting.set(id, resolve));
+    return promise;
   }
 
   private flush(): void {
@@ -421,32 +440,34 @@ export class Engine {
 
   private flushOne(w: number): void {
     const box = this.outboxes[w]!;
-    if (box.ids.length === 0) return;
-    this.outboxes[w] = { ids: [], ops: [], args: [] };
-    this.links[w]!.send(box.ids, box.ops, box.args);
+    if (box.ops.length === 0) return;
+    this.outboxes[w] = { ops: [], args: [] };
+    this.links[w]!.send(box.ops, box.args);
   }
 
-  private deliver(ids: number[], results: unknown[], worker: number): void {
-    this.depth[worker]! -= ids.length;
-    for (let i = 0; i < ids.length; i++) {
-      const resolve = this.waiting.get(ids[i]!);
-      if (resolve === undefined) continue;
-      this.waiting.delete(ids[i]!);
-      resolve(results[i]);
+  private deliver(count: number, results: unknown[], worker: number): void {
+    this.depth[worker]! -= count;
+    const waiting = this.waiting[worker]!;
+    const cursor = { i: 0 };
+    for (let k = 0; k < count; k++) {
+      const w = waiting.shift();
+      if (w === undefined) throw new Error(`worker ${worker} answered more than it was asked`);
+      w.resolve(decodeResult(w.op, w.cmd, results, cursor));
     }
   }
 
   private breakDown(why: string): void {
     this.broken = why;
     const unavailable = fail(ErrorCode.Unavailable, why);
-    for (const resolve of this.waiting.values()) resolve(unavailable);
-    this.waiting.clear();
+    for (const waiting of this.waiting) {
+      for (let w = waiting.shift(); w !== undefined; w = waiting.shift()) w.resolve(unavailable);
+    }
   }
 }
 
 function startWorker(
   config: WorkerConfig,
-  deliver: (ids: number[], results: unknown[]) => void,
+  deliver: (count: number, results: unknown[]) => void,
   broken: (why: string) => void,
 ): Promise<{ link: Link; recovered: RecoveryReport[] }> {
   const target = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -459,14 +480,14 @@ function startWorker(
     worker.on("message", (msg: FromWorker) => {
       switch (msg.t) {
         case "replies":
-          deliver(msg.ids, msg.results);
+          deliver(msg.count, msg.results);
           return;
         case "ready":
           ready = true;
           resolve({
             recovered: msg.recovered,
             link: {
-              send: (ids, ops, args) => worker.postMessage({ t: "cmds", ids, ops, args } satisfies ToWorker),
+              send: (ops, args) => worker.postMessage({ t: "cmds", ops, args } satisfies ToWorker),
               close: () =>
                 new Promise<void>((done) => {
                   closed = done;

@@ -10,13 +10,14 @@ import {
 } from "../engine/index.ts";
 import type { Batch, Store } from "../persistence/index.ts";
 import { Op, type Op as OpCode, type Stats } from "./protocol.ts";
+import { decodeCommand, encodeFailure, encodeResult } from "./transport.ts";
 
 export interface HostOptions {
   epoch: number;
   partitionCount: number;
   now: () => number;
-  /** Receives answers in order, in batches; called once per flush. */
-  onReplies: (ids: number[], results: unknown[]) => void;
+  /** Receives `count` answers in command order, flat-encoded. */
+  onReplies: (count: number, results: unknown[]) => void;
   /** Told when the journal cannot be written: the host then stops. */
   onFatal: (err: Error) => void;
 }
@@ -33,8 +34,8 @@ export class PartitionHost {
   /** Events waiting for the next transaction, per partition. */
   private pendingEvents = new Map<number, Event[]>();
   private pendingEventCount = 0;
-  /** Answers waiting for the next transaction to be durable. */
-  private pendingIds: number[] = [];
+  /** Answers (flat-encoded) waiting for the next transaction to be durable. */
+  private pendingCount = 0;
   private pendingResults: unknown[] = [];
   private inFlight: Promise<void> | null = null;
   private failed: Error | null = null;
@@ -56,27 +57,32 @@ export class PartitionHost {
     for (const p of partitions) this.partitions.set(p.id, p);
   }
 
-  /** Executes commands in order; their answers follow once durable. */
-  execute(ids: number[], ops: OpCode[], args: unknown[]): void {
-    const readyIds: number[] = [];
-    const readyResults: unknown[] = [];
+  /** Executes commands in order (flat-encoded, see transport.ts); their
+   * answers follow, in the same order, once durable. */
+  execute(ops: OpCode[], args: unknown[]): void {
+    const ready: unknown[] = [];
+    let readyCount = 0;
     const now = this.options.now();
-    for (let i = 0; i < ids.length; i++) {
-      const result = this.failed !== null
-        ? fail(ErrorCode.Unavailable, `journal failed: ${this.failed.message}`)
-        : this.run(ops[i]!, args[i], now);
+    const cursor = { i: 0 };
+    for (let k = 0; k < ops.length; k++) {
+      const op = ops[k]!;
+      const cmd = decodeCommand(op, args, cursor);
+      const result =
+        this.failed !== null
+          ? fail(ErrorCode.Unavailable, `journal failed: ${this.failed.message}`)
+          : this.run(op, cmd, now);
       this.stats.commands++;
       this.collectEvents();
-      if (this.inFlight === null && this.pendingEventCount === 0 && this.pendingIds.length === 0) {
+      if (this.inFlight === null && this.pendingEventCount === 0 && this.pendingCount === 0) {
         // Nothing is waiting to be durable: the answer can leave now.
-        readyIds.push(ids[i]!);
-        readyResults.push(result);
+        encodeResult(op, result, ready);
+        readyCount++;
       } else {
-        this.pendingIds.push(ids[i]!);
-        this.pendingResults.push(result);
+        encodeResult(op, result, this.pendingResults);
+        this.pendingCount++;
       }
     }
-    if (readyIds.length > 0) this.options.onReplies(readyIds, readyResults);
+    if (readyCount > 0) this.options.onReplies(readyCount, ready);
     this.maybeCommit();
   }
 
@@ -178,15 +184,15 @@ export class PartitionHost {
   private maybeCommit(): void {
     if (this.inFlight !== null || this.failed !== null) return;
     if (this.pendingEventCount === 0) {
-      if (this.pendingIds.length > 0) this.flushReplies(this.pendingIds, this.pendingResults);
-      this.pendingIds = [];
+      if (this.pendingCount > 0) this.options.onReplies(this.pendingCount, this.pendingResults);
+      this.pendingCount = 0;
       this.pendingResults = [];
       return;
     }
     const batches = this.takeBatches();
-    const ids = this.pendingIds;
+    const count = this.pendingCount;
     const results = this.pendingResults;
-    this.pendingIds = [];
+    this.pendingCount = 0;
     this.pendingResults = [];
     const eventCount = batches.reduce((n, b) => n + b.events.length, 0);
     const started = performance.now();
@@ -197,10 +203,10 @@ export class PartitionHost {
         this.stats.commitMsTotal += performance.now() - started;
         if (eventCount > this.stats.commitBatchEventsMax) this.stats.commitBatchEventsMax = eventCount;
         this.inFlight = null;
-        this.flushReplies(ids, results);
+        this.options.onReplies(count, results);
         this.maybeCommit();
       },
-      (err: Error) => this.fatal(err, ids),
+      (err: Error) => this.fatal(err, count),
     );
   }
 
@@ -223,20 +229,18 @@ export class PartitionHost {
     return batches;
   }
 
-  private flushReplies(ids: number[], results: unknown[]): void {
-    if (ids.length > 0) this.options.onReplies(ids, results);
-  }
-
   /** The journal failed: memory now holds events that may not be durable,
    * so nothing more is answered ok. The process must restart and recover. */
-  private fatal(err: Error, ids: number[]): void {
+  private fatal(err: Error, inFlightCount: number): void {
     this.failed = err;
     this.inFlight = null;
     const unavailable = fail(ErrorCode.Unavailable, `journal write failed: ${err.message}`);
-    const all = [...ids, ...this.pendingIds];
-    this.pendingIds = [];
+    const count = inFlightCount + this.pendingCount;
+    const results: unknown[] = [];
+    for (let i = 0; i < count; i++) encodeFailure(unavailable, results);
+    this.pendingCount = 0;
     this.pendingResults = [];
-    this.options.onReplies(all, all.map(() => unavailable));
+    this.options.onReplies(count, results);
     this.options.onFatal(err);
   }
 }

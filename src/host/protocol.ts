@@ -37,7 +37,7 @@ export interface WorkerConfig {
 
 /** Main thread to worker. Commands of one event-loop turn travel together. */
 export type ToWorker =
-  | { t: "cmds"; ids: number[]; ops: Op[]; args: unknown[] }
+  | { t: "cmds"; ops: Op[]; args: unknown[] }
   | { t: "close" };
 
 export interface RecoveryReport {
@@ -53,7 +53,7 @@ export interface RecoveryReport {
 /** Worker to main thread. */
 export type FromWorker =
   | { t: "ready"; recovered: RecoveryReport[] }
-  | { t: "replies"; ids: number[]; results: unknown[] }
+  | { t: "replies"; count: number; results: unknown[] }
   | { t: "fatal"; error: SerializedError }
   | { t: "closed" };
 

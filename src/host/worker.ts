@@ -28,13 +28,13 @@ try {
   const { host, store, recovered } = await bootHost(
     config,
     Date.now,
-    (ids, results) => post({ t: "replies", ids, results }),
+    (count, results) => post({ t: "replies", count, results }),
     (err) => post({ t: "fatal", error: serialize(err) }),
   );
   const pulse = setInterval(() => host.pulse(), config.wheelTickMs);
   port.on("message", (msg: ToWorker) => {
     if (msg.t === "cmds") {
-      host.execute(msg.ids, msg.ops, msg.args);
+      host.execute(msg.ops, msg.args);
       return;
     }
     clearInterval(pulse);

@@ -1,0 +1,204 @@
+import {
+  type AdjustStock,
+  type ErrorCode,
+  type Failure,
+  type FulfilHold,
+  type Line,
+  type ReceiveStock,
+  type ReserveStock,
+  fail,
+} from "../engine/index.ts";
+import { Op } from "./protocol.ts";
+
+// Commands and answers cross the thread boundary as flat arrays of numbers
+// and strings: structured clone copies those ~10x faster than nested objects
+// (measured: 1.0 us vs 0.18 us per reserve command, 2.0 us vs 0.03 us per
+// answer). Only commands that passed validation on the sending side are
+// encoded; the partition validates them again.
+
+/** Appends a validated command's fields. */
+export function encodeCommand(op: Op, arg: unknown, out: unknown[]): void {
+  switch (op) {
+    case Op.Receive: {
+      const c = arg as ReceiveStock;
+      out.push(c.productId, c.warehouseId, c.quantity);
+      return;
+    }
+    case Op.Adjust: {
+      const c = arg as AdjustStock;
+      out.push(c.productId, c.warehouseId, c.delta, c.reason);
+      return;
+    }
+    case Op.Reserve: {
+      const c = arg as ReserveStock;
+      out.push(c.lines.length);
+      for (const l of c.lines) out.push(l.productId, l.warehouseId, l.quantity);
+      out.push(c.requestId ?? "", c.holdDurationMs ?? 0);
+      return;
+    }
+    case Op.Release:
+      out.push((arg as { holdId: number }).holdId);
+      return;
+    case Op.Fulfil: {
+      const c = arg as FulfilHold;
+      out.push(c.holdId);
+      if (c.quantities === undefined) out.push(-1);
+      else out.push(c.quantities.length, ...c.quantities);
+      return;
+    }
+    default:
+      out.push(arg);
+  }
+}
+
+/** Reads one command back; `cursor.i` moves past it. */
+export function decodeCommand(op: Op, a: unknown[], cursor: { i: number }): unknown {
+  let i = cursor.i;
+  let cmd: unknown;
+  switch (op) {
+    case Op.Receive:
+      cmd = { productId: a[i], warehouseId: a[i + 1], quantity: a[i + 2] };
+      i += 3;
+      break;
+    case Op.Adjust:
+      cmd = { productId: a[i], warehouseId: a[i + 1], delta: a[i + 2], reason: a[i + 3] };
+      i += 4;
+      break;
+    case Op.Reserve: {
+      const n = a[i++] as number;
+      const lines: Line[] = [];
+      for (let k = 0; k < n; k++, i += 3) {
+        lines.push({
+          productId: a[i] as string,
+          warehouseId: a[i + 1] as string,
+          quantity: a[i + 2] as number,
+        });
+      }
+      const c: ReserveStock = { lines };
+      const requestId = a[i] as string;
+      const holdDurationMs = a[i + 1] as number;
+      if (requestId !== "") c.requestId = requestId;
+      if (holdDurationMs !== 0) c.holdDurationMs = holdDurationMs;
+      i += 2;
+      cmd = c;
+      break;
+    }
+    case Op.Release:
+      cmd = { holdId: a[i++] };
+      break;
+    case Op.Fulfil: {
+      const c: FulfilHold = { holdId: a[i++] as number };
+      const n = a[i++] as number;
+      if (n >= 0) {
+        c.quantities = a.slice(i, i + n) as number[];
+        i += n;
+      }
+      cmd = c;
+      break;
+    }
+    default:
+      cmd = a[i++];
+  }
+  cursor.i = i;
+  return cmd;
+}
+
+/** Appends an answer: [1, ...fields] or [0, code, message, lineIndex, available]. */
+export function encodeResult(op: Op, r: unknown, out: unknown[]): void {
+  // biome-ignore lint/suspicious/noExplicitAny: results are the engine's tagged unions
+  const x = r as any;
+  if (!x.ok) {
+    out.push(0, x.code, x.message, x.lineIndex ?? -1, x.available ?? -1);
+    return;
+  }
+  switch (op) {
+    case Op.Receive:
+    case Op.Adjust: {
+      const p = x.position;
+      out.push(1, p.available, p.reserved, p.received, p.adjusted, p.fulfilled);
+      return;
+    }
+    case Op.Reserve: {
+      const v = x.reservation;
+      out.push(1, v.holdId, v.expireTimeMs, v.replayed ? 1 : 0);
+      return;
+    }
+    case Op.Release:
+      out.push(1, x.holdId);
+      return;
+    case Op.Fulfil:
+      out.push(1, x.holdId, x.quantities.length, ...x.quantities);
+      return;
+    default:
+      out.push(1, r);
+  }
+}
+
+export function encodeFailure(f: Failure, out: unknown[]): void {
+  out.push(0, f.code, f.message, f.lineIndex ?? -1, f.available ?? -1);
+}
+
+/** Reads one answer back, given the command it answers. */
+export function decodeResult(op: Op, cmd: unknown, a: unknown[], cursor: { i: number }): unknown {
+  let i = cursor.i;
+  const ok = a[i++] === 1;
+  let r: unknown;
+  if (!ok) {
+    const extra: Partial<Failure> = {};
+    const lineIndex = a[i + 2] as number;
+    const available = a[i + 3] as number;
+    if (lineIndex >= 0) extra.lineIndex = lineIndex;
+    if (available >= 0) extra.available = available;
+    r = fail(a[i] as ErrorCode, a[i + 1] as string, extra);
+    i += 4;
+  } else {
+    switch (op) {
+      case Op.Receive:
+      case Op.Adjust: {
+        const c = cmd as ReceiveStock;
+        r = {
+          ok: true,
+          position: {
+            productId: c.productId,
+            warehouseId: c.warehouseId,
+            available: a[i],
+            reserved: a[i + 1],
+            received: a[i + 2],
+            adjusted: a[i + 3],
+            fulfilled: a[i + 4],
+          },
+        };
+        i += 5;
+        break;
+      }
+      case Op.Reserve: {
+        // A replayed answer has the same lines, or it would be REQUEST_ID_REUSED.
+        const lines = (cmd as ReserveStock).lines.map((l) => ({
+          productId: l.productId,
+          warehouseId: l.warehouseId,
+          quantity: l.quantity,
+        }));
+        r = {
+          ok: true,
+          reservation: { holdId: a[i], expireTimeMs: a[i + 1], lines, replayed: a[i + 2] === 1 },
+        };
+        i += 3;
+        break;
+      }
+      case Op.Release:
+        r = { ok: true, holdId: a[i++] };
+        break;
+      case Op.Fulfil: {
+        const holdId = a[i] as number;
+        const n = a[i + 1] as number;
+        r = { ok: true, holdId, quantities: a.slice(i + 2, i + 2 + n) };
+        i += 2 + n;
+        break;
+      }
+      default:
+        r = a[i++];
+    }
+  }
+  cursor.i = i;
+  return r;
+}
