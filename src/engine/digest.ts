@@ -21,7 +21,7 @@ export function digestPartition(p: Partition): string {
   }
   const holds = [...p.holds.values()].sort((a, b) => a.id - b.id);
   for (const x of holds) {
-    h.update(`H ${x.id} ${x.expireTimeMs} ${x.requestId}`);
+    h.update(`H ${x.id} ${x.expireTimeMs} ${x.flags} ${x.requestId}`);
     for (const l of x.lines()) h.update(` ${l.productId} ${l.warehouseId} ${l.quantity}`);
     h.update("\n");
   }

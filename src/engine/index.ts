@@ -3,12 +3,20 @@
 export * from "./types.ts";
 export * from "./ids.ts";
 export * as limits from "./limits.ts";
-export { Partition, Position, Hold, type PartitionConfig, type RequestRecord } from "./partition.ts";
+export {
+  Partition,
+  Position,
+  Hold,
+  HoldFlag,
+  type PartitionConfig,
+  type RequestRecord,
+} from "./partition.ts";
 export { TimerWheel, type WheelEntry } from "./wheel.ts";
 export { digestPartition, digestPartitions } from "./digest.ts";
 export {
   validateAdjust,
   validateFulfil,
+  validatePrepare,
   validateReceive,
   validateRelease,
   validateReserve,

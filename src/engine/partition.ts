@@ -19,10 +19,12 @@ import {
   ErrorCode,
   type FulfilHold,
   type FulfilResult,
+  type HoldMarked,
   HoldOutcome,
   type HoldView,
   type Line,
   type PositionView,
+  type PrepareHold,
   type ReceiveResult,
   type ReceiveStock,
   type ReleaseHold,
@@ -36,6 +38,7 @@ import {
 import {
   validateAdjust,
   validateFulfil,
+  validatePrepare,
   validateReceive,
   validateRelease,
   validateReserve,
@@ -54,11 +57,20 @@ export class Position {
   ) {}
 }
 
+/** Bits of `Hold.flags`. */
+export const HoldFlag = {
+  /** Part of a reservation spanning partitions, awaiting the decision. */
+  Prepared: 1,
+  /** Pinned while an order settles: out of the timer wheel. */
+  Pinned: 2,
+} as const;
+
 /** An open hold. Single-line holds (the common case) keep their line inline. */
 export class Hold implements WheelEntry {
   wheelPrev: WheelEntry | null = null;
   wheelNext: WheelEntry | null = null;
   wheelSlot = -1;
+  flags = 0;
   constructor(
     readonly id: number,
     public expireTimeMs: number,
@@ -237,6 +249,7 @@ export class Partition {
         warehouseId: l.warehouseId,
         quantity: l.quantity,
       })),
+      prepared: false,
     };
     this.emit(event);
     return {
@@ -248,6 +261,111 @@ export class Partition {
         replayed: false,
       },
     };
+  }
+
+  /**
+   * Prepares this partition's part of a reservation spanning partitions:
+   * holds the lines (or refuses, changing nothing) with the coordinator's
+   * absolute deadline. The hold stays prepared until `confirm` or `abort`.
+   */
+  prepare(cmd: PrepareHold, nowMs: number): ReserveResult {
+    const invalid = validatePrepare(cmd);
+    if (invalid !== null) return invalid;
+    for (const line of cmd.lines) {
+      const foreign = this.foreignProduct(line.productId);
+      if (foreign !== null) return foreign;
+    }
+    for (let i = 0; i < cmd.lines.length; i++) {
+      const line = cmd.lines[i]!;
+      const position = this.positions.get(positionKey(line.productId, line.warehouseId));
+      const available = position?.available ?? 0;
+      if (available < line.quantity) return outOfStock(i, available, line);
+    }
+    if (this.holds.size >= holdCountMax) {
+      return fail(ErrorCode.CapacityExceeded, "partition holds its maximum of open holds");
+    }
+    const seq = this.seq + 1;
+    const event: StockReserved = {
+      type: EventType.StockReserved,
+      seq,
+      timeMs: this.eventTime(nowMs),
+      holdId: holdIdOf(seq, this.id),
+      expireTimeMs: cmd.expireTimeMs,
+      requestId: "",
+      lines: cmd.lines.map((l) => ({
+        productId: l.productId,
+        warehouseId: l.warehouseId,
+        quantity: l.quantity,
+      })),
+      prepared: true,
+    };
+    this.emit(event);
+    return {
+      ok: true,
+      reservation: { holdId: event.holdId, expireTimeMs: event.expireTimeMs, lines: event.lines, replayed: false },
+    };
+  }
+
+  /** The coordinator's decision is durable: the prepared hold is kept. */
+  confirm(cmd: ReleaseHold, nowMs: number): ReleaseResult {
+    return this.mark(cmd, nowMs, EventType.HoldConfirmed, (h) => (h.flags & HoldFlag.Prepared) !== 0);
+  }
+
+  /** Pins a hold: it cannot expire until unpinned (an order settling). */
+  pin(cmd: ReleaseHold, nowMs: number): ReleaseResult {
+    return this.mark(cmd, nowMs, EventType.HoldPinned, (h) => (h.flags & HoldFlag.Pinned) === 0);
+  }
+
+  /** Unpins a hold: it expires at its deadline again (at once if passed). */
+  unpin(cmd: ReleaseHold, nowMs: number): ReleaseResult {
+    return this.mark(cmd, nowMs, EventType.HoldUnpinned, (h) => (h.flags & HoldFlag.Pinned) !== 0);
+  }
+
+  /** Releases a prepared hold whose reservation was aborted. */
+  abort(cmd: ReleaseHold, nowMs: number): ReleaseResult {
+    const invalid = validateRelease(cmd);
+    if (invalid !== null) return invalid;
+    const hold = this.holds.get(cmd.holdId);
+    if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
+    this.emit({
+      type: EventType.HoldReleased,
+      seq: this.seq + 1,
+      timeMs: this.eventTime(nowMs),
+      holdId: hold.id,
+      reason: ReleaseReason.Aborted,
+    });
+    return { ok: true, holdId: hold.id };
+  }
+
+  /** Emits a marking event when `needed` says the hold lacks it; ok either way. */
+  private mark(
+    cmd: ReleaseHold,
+    nowMs: number,
+    type: HoldMarked["type"],
+    needed: (h: Hold) => boolean,
+  ): ReleaseResult {
+    const invalid = validateRelease(cmd);
+    if (invalid !== null) return invalid;
+    const hold = this.holds.get(cmd.holdId);
+    if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
+    if (needed(hold)) {
+      this.emit({ type, seq: this.seq + 1, timeMs: this.eventTime(nowMs), holdId: hold.id });
+    }
+    return { ok: true, holdId: hold.id };
+  }
+
+  /** Holds awaiting the coordinator: prepared or pinned (start-up). */
+  pendingHolds(): { holdId: number; prepared: boolean; pinned: boolean }[] {
+    const out = [];
+    for (const h of this.holds.values()) {
+      if (h.flags === 0) continue;
+      out.push({
+        holdId: h.id,
+        prepared: (h.flags & HoldFlag.Prepared) !== 0,
+        pinned: (h.flags & HoldFlag.Pinned) !== 0,
+      });
+    }
+    return out;
   }
 
   release(cmd: ReleaseHold, nowMs: number): ReleaseResult {
@@ -380,6 +498,21 @@ export class Partition {
         this.close(hold, outcomeOf(event.reason), event.timeMs);
         break;
       }
+      case EventType.HoldConfirmed:
+        this.openHold(event.holdId, event.seq).flags &= ~HoldFlag.Prepared;
+        break;
+      case EventType.HoldPinned: {
+        const hold = this.openHold(event.holdId, event.seq);
+        hold.flags |= HoldFlag.Pinned;
+        this.wheel.cancel(hold);
+        break;
+      }
+      case EventType.HoldUnpinned: {
+        const hold = this.openHold(event.holdId, event.seq);
+        hold.flags &= ~HoldFlag.Pinned;
+        this.wheel.schedule(hold);
+        break;
+      }
       case EventType.HoldFulfilled: {
         const hold = this.openHold(event.holdId, event.seq);
         if (event.quantities.length !== hold.lineCount) {
@@ -423,6 +556,8 @@ export class Partition {
         expireTimeMs: h.expireTimeMs,
         requestId: h.requestId,
         lines: h.lines(),
+        prepared: (h.flags & HoldFlag.Prepared) !== 0,
+        pinned: (h.flags & HoldFlag.Pinned) !== 0,
       };
     }
     const closed = this.closedHolds.get(holdId);
@@ -437,8 +572,13 @@ export class Partition {
   /** Checks every invariant of DESIGN.md over the whole partition. */
   checkInvariants(): void {
     const held = new Map<Position, number>();
+    let pinned = 0;
     for (const hold of this.holds.values()) {
-      if (hold.wheelSlot === -1) throw new Error(`hold ${hold.id} is not in the wheel`);
+      const isPinned = (hold.flags & HoldFlag.Pinned) !== 0;
+      if (isPinned) pinned++;
+      if ((hold.wheelSlot === -1) !== isPinned) {
+        throw new Error(`hold ${hold.id} is ${isPinned ? "pinned but in" : "not in"} the wheel`);
+      }
       for (let i = 0; i < hold.lineCount; i++) {
         const p = hold.positionAt(i);
         held.set(p, (held.get(p) ?? 0) + hold.quantityAt(i));
@@ -453,8 +593,10 @@ export class Partition {
         );
       }
     }
-    if (this.wheel.count !== this.holds.size) {
-      throw new Error(`invariant: wheel has ${this.wheel.count} holds, partition ${this.holds.size}`);
+    if (this.wheel.count !== this.holds.size - pinned) {
+      throw new Error(
+        `invariant: wheel has ${this.wheel.count} holds, partition ${this.holds.size - pinned} unpinned`,
+      );
     }
   }
 
@@ -536,6 +678,7 @@ export class Partition {
         ? new Hold(event.holdId, event.expireTimeMs, event.requestId, positions[0]!, quantities[0]!)
         : new Hold(event.holdId, event.expireTimeMs, event.requestId, positions, quantities);
     if (this.holds.has(hold.id)) throw new Error(`partition ${this.id}: hold ${hold.id} twice`);
+    if (event.prepared) hold.flags = HoldFlag.Prepared;
     this.holds.set(hold.id, hold);
     this.wheel.schedule(hold);
     if (rememberRequest && event.requestId !== "") {
@@ -588,8 +731,13 @@ export class Partition {
   }
 
   /** Restores an open hold (snapshot load; its request is restored apart). */
-  restoreHold(event: StockReserved): void {
+  restoreHold(event: StockReserved, pinned: boolean): void {
     this.applyReserved(event, false);
+    if (pinned) {
+      const hold = this.holds.get(event.holdId)!;
+      hold.flags |= HoldFlag.Pinned;
+      this.wheel.cancel(hold);
+    }
   }
 
   /** The position, created empty if new (snapshot load). */

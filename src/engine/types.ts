@@ -9,6 +9,9 @@ export const EventType = {
   ReservationRefused: 13,
   HoldReleased: 14,
   HoldFulfilled: 15,
+  HoldConfirmed: 16,
+  HoldPinned: 17,
+  HoldUnpinned: 18,
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -75,6 +78,8 @@ export interface StockReserved extends EventBase {
   expireTimeMs: number;
   requestId: string;
   lines: Line[];
+  /** Part of a reservation spanning partitions, awaiting the decision. */
+  prepared: boolean;
 }
 export interface ReservationRefused extends EventBase {
   type: typeof EventType.ReservationRefused;
@@ -93,7 +98,14 @@ export interface HoldFulfilled extends EventBase {
   quantities: number[];
 }
 
+/** HoldConfirmed, HoldPinned, HoldUnpinned: a hold id and nothing else. */
+export interface HoldMarked extends EventBase {
+  type: typeof EventType.HoldConfirmed | typeof EventType.HoldPinned | typeof EventType.HoldUnpinned;
+  holdId: number;
+}
+
 export type Event =
+  | HoldMarked
   | StockReceived
   | StockAdjusted
   | StockReserved
@@ -121,6 +133,12 @@ export interface ReserveStock {
 }
 export interface ReleaseHold {
   holdId: number;
+}
+/** One partition's part of a reservation spanning partitions. */
+export interface PrepareHold {
+  lines: Line[];
+  /** Absolute deadline, the same in every partition taking part. */
+  expireTimeMs: number;
 }
 export interface FulfilHold {
   holdId: number;
@@ -171,7 +189,15 @@ export interface PositionView {
 
 /** A hold as a reader sees it: open, or how it ended (within the window). */
 export type HoldView =
-  | { holdId: number; status: "OPEN"; expireTimeMs: number; requestId: string; lines: Line[] }
+  | {
+      holdId: number;
+      status: "OPEN";
+      expireTimeMs: number;
+      requestId: string;
+      lines: Line[];
+      prepared: boolean;
+      pinned: boolean;
+    }
   | { holdId: number; status: "RELEASED" | "EXPIRED" | "ABORTED" | "FULFILLED"; closeTimeMs: number };
 
 export interface Reservation {

@@ -6,6 +6,7 @@ import {
   ErrorCode,
   type Failure,
   type FulfilHold,
+  type PrepareHold,
   type ReceiveStock,
   type ReleaseHold,
   type ReserveStock,
@@ -84,6 +85,17 @@ export function validateReserve(cmd: ReserveStock): Failure | null {
     if (typeof h !== "number" || !Number.isInteger(h) || h < 1 || h > holdDurationMsMax) {
       return invalid(`holdDurationMs must be an integer from 1 to ${holdDurationMsMax}`);
     }
+  }
+  return null;
+}
+
+export function validatePrepare(cmd: PrepareHold): Failure | null {
+  if (!isObject(cmd)) return invalid("command must be an object");
+  const e = validateReserve({ lines: cmd.lines });
+  if (e !== null) return e;
+  const t = cmd.expireTimeMs;
+  if (typeof t !== "number" || !Number.isSafeInteger(t) || t <= 0) {
+    return invalid("expireTimeMs must be a positive integer");
   }
   return null;
 }

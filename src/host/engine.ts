@@ -11,6 +11,7 @@ import {
   type FulfilResult,
   type HoldView,
   type PositionView,
+  type PrepareHold,
   type ReceiveResult,
   type ReceiveStock,
   type ReleaseHold,
@@ -30,6 +31,7 @@ import {
 } from "../engine/index.ts";
 import { CorruptionError, DataDirError, type Durability, Store } from "../persistence/index.ts";
 import { bootHost } from "./boot.ts";
+import { Coordinator } from "./coordinator.ts";
 import type { PartitionHost } from "./partition_host.ts";
 import { decodeResult, encodeCommand } from "./transport.ts";
 import {
@@ -124,6 +126,11 @@ export class Engine {
   private eventsAtLastSnapshot = 0;
   private snapshotConfig!: SnapshotJob["config"];
   recovered: RecoveryReport[] = [];
+  /** What start-up did with reservations spanning partitions. */
+  reconciled = { confirmed: 0, aborted: 0, unpinned: 0, settled: 0 };
+  private coordinator!: Coordinator;
+  private coordinatorStore!: Store;
+  private pruneTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     readonly dataDir: string,
@@ -213,6 +220,12 @@ export class Engine {
       idempotencyWindowMs: c.idempotencyWindowMs,
       wheelTickMs: c.wheelTickMs,
     };
+    try {
+      await engine.startCoordinator(options, c);
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
     const every = options.snapshotEveryEvents ?? limits.snapshotIntervalEventCountDefault;
     if (every > 0) {
       engine.snapshotTimer = setInterval(
@@ -222,6 +235,23 @@ export class Engine {
       engine.snapshotTimer.unref();
     }
     return engine;
+  }
+
+  private async startCoordinator(options: EngineOptions, c: WorkerConfig): Promise<void> {
+    this.coordinatorStore = Store.open(this.dataDir, { durability: c.durability });
+    this.coordinator = new Coordinator(
+      this.coordinatorStore,
+      (op, arg) => this.route(op, arg),
+      options.now ?? Date.now,
+      { holdDurationMs: c.holdDurationMs, idempotencyWindowMs: c.idempotencyWindowMs },
+    );
+    const pending = (await this.everyWorker(Op.Pending)).flatMap(
+      (r) => (r as { holds: { holdId: number; prepared: boolean; pinned: boolean }[] }).holds,
+    );
+    this.reconciled = await this.coordinator.reconcile(pending);
+    await this.coordinator.prune();
+    this.pruneTimer = setInterval(() => void this.coordinator.prune().catch(() => undefined), 60_000);
+    this.pruneTimer.unref();
   }
 
   // ---- commands ------------------------------------------------------------
@@ -238,22 +268,31 @@ export class Engine {
     return this.toProduct(cmd.productId, Op.Adjust, cmd) as Promise<AdjustResult>;
   }
 
-  /** Reserves every line or none. Lines must sit in one partition (all
-   * warehouses of one product always do). */
+  /**
+   * Reserves every line or none. Lines in one partition (every warehouse of
+   * one product is in one) are one command and one journal write; lines in
+   * several partitions go through the coordinator (prepare, durable
+   * decision, confirm) and answer with one hold id for the whole.
+   */
   reserve(cmd: ReserveStock): Promise<ReserveResult> {
     const invalid = validateReserve(cmd);
     if (invalid !== null) return Promise.resolve(invalid);
     const partition = partitionOf(cmd.lines[0]!.productId, this.partitionCount);
+    let byPartition: Map<number, number[]> | null = null;
     for (let i = 1; i < cmd.lines.length; i++) {
       const other = partitionOf(cmd.lines[i]!.productId, this.partitionCount);
-      if (other !== partition) {
-        return Promise.resolve(
-          fail(
-            ErrorCode.InvalidArgument,
-            `lines[${i}] is in partition ${other}, lines[0] in ${partition}: one reservation covers one partition`,
-          ),
-        );
+      if (other !== partition && byPartition === null) {
+        byPartition = new Map([[partition, Array.from({ length: i }, (_, k) => k)]]);
       }
+      if (byPartition !== null) {
+        const list = byPartition.get(other);
+        if (list === undefined) byPartition.set(other, [i]);
+        else list.push(i);
+      }
+    }
+    if (byPartition !== null) {
+      if (this.broken !== null) return Promise.resolve(fail(ErrorCode.Unavailable, this.broken));
+      return this.coordinator.reserve(cmd, byPartition);
     }
     return this.call(this.workerOf(partition), Op.Reserve, cmd) as Promise<ReserveResult>;
   }
@@ -261,12 +300,14 @@ export class Engine {
   release(cmd: ReleaseHold): Promise<ReleaseResult> {
     const invalid = validateRelease(cmd);
     if (invalid !== null) return Promise.resolve(invalid);
+    if (this.coordinator.isGroup(cmd.holdId)) return this.coordinator.release(cmd.holdId);
     return this.toHold(cmd.holdId, Op.Release, cmd) as Promise<ReleaseResult>;
   }
 
   fulfil(cmd: FulfilHold): Promise<FulfilResult> {
     const invalid = validateFulfil(cmd);
     if (invalid !== null) return Promise.resolve(invalid);
+    if (this.coordinator.isGroup(cmd.holdId)) return this.coordinator.fulfil(cmd);
     return this.toHold(cmd.holdId, Op.Fulfil, cmd) as Promise<FulfilResult>;
   }
 
@@ -285,6 +326,7 @@ export class Engine {
 
   /** An open hold, or how a recently ended one ended; null if unknown. */
   async hold(holdId: number): Promise<HoldView | null> {
+    if (this.coordinator.isGroup(holdId)) return this.coordinator.hold(holdId);
     const r = (await this.toHold(holdId, Op.Hold, { holdId })) as
       | { ok: true; hold: HoldView | null }
       | Failure;
@@ -377,15 +419,25 @@ export class Engine {
     this.closed = true;
     if (this.pulseTimer !== null) clearInterval(this.pulseTimer);
     if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
+    if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
     await this.snapshotRunning?.catch(() => undefined);
     this.flush();
     await Promise.all(this.links.map((l) => l.close()));
+    await this.coordinatorStore?.close();
   }
 
   // ---- plumbing ----------------------------------------------------------------
 
   private workerOf(partition: number): number {
     return partition % this.links.length;
+  }
+
+  /** Sends a command to the partition that owns it (the coordinator's way in). */
+  private route(op: Op, arg: unknown): Promise<unknown> {
+    if (op === Op.Prepare) {
+      return this.toProduct((arg as PrepareHold).lines[0]!.productId, op, arg);
+    }
+    return this.toHold((arg as { holdId: number }).holdId, op, arg);
   }
 
   private toProduct(productId: unknown, op: Op, arg: unknown): Promise<unknown> {

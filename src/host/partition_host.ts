@@ -132,6 +132,21 @@ export class PartitionHost {
         }
         return { ok: true, positions: views };
       }
+      case Op.Prepare:
+        return this.byProduct(a?.lines?.[0]?.productId)?.prepare(a, now) ?? badLines(a);
+      case Op.Confirm:
+        return this.byHold(a?.holdId)?.confirm(a, now) ?? holdNotFound(a?.holdId);
+      case Op.Abort:
+        return this.byHold(a?.holdId)?.abort(a, now) ?? holdNotFound(a?.holdId);
+      case Op.Pin:
+        return this.byHold(a?.holdId)?.pin(a, now) ?? holdNotFound(a?.holdId);
+      case Op.Unpin:
+        return this.byHold(a?.holdId)?.unpin(a, now) ?? holdNotFound(a?.holdId);
+      case Op.Pending: {
+        const holds = [];
+        for (const p of this.partitions.values()) holds.push(...p.pendingHolds());
+        return { ok: true, holds };
+      }
       case Op.Hold: {
         const p = this.byHold(a?.holdId);
         return { ok: true, hold: p?.hold(a.holdId) ?? null };

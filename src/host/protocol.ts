@@ -11,6 +11,12 @@ export const Op = {
   Stats: 8,
   CheckInvariants: 9,
   Hold: 10,
+  Prepare: 11,
+  Confirm: 12,
+  Abort: 13,
+  Pin: 14,
+  Unpin: 15,
+  Pending: 16,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 

@@ -4,6 +4,7 @@ import {
   type Failure,
   type FulfilHold,
   type Line,
+  type PrepareHold,
   type ReceiveStock,
   type ReserveStock,
   fail,
@@ -36,7 +37,18 @@ export function encodeCommand(op: Op, arg: unknown, out: unknown[]): void {
       out.push(c.requestId ?? "", c.holdDurationMs ?? 0);
       return;
     }
+    case Op.Prepare: {
+      const c = arg as PrepareHold;
+      out.push(c.lines.length);
+      for (const l of c.lines) out.push(l.productId, l.warehouseId, l.quantity);
+      out.push(c.expireTimeMs);
+      return;
+    }
     case Op.Release:
+    case Op.Confirm:
+    case Op.Abort:
+    case Op.Pin:
+    case Op.Unpin:
       out.push((arg as { holdId: number }).holdId);
       return;
     case Op.Fulfil: {
@@ -65,15 +77,8 @@ export function decodeCommand(op: Op, a: unknown[], cursor: { i: number }): unkn
       i += 4;
       break;
     case Op.Reserve: {
-      const n = a[i++] as number;
-      const lines: Line[] = [];
-      for (let k = 0; k < n; k++, i += 3) {
-        lines.push({
-          productId: a[i] as string,
-          warehouseId: a[i + 1] as string,
-          quantity: a[i + 2] as number,
-        });
-      }
+      const lines = readLines(a, i);
+      i += 1 + lines.length * 3;
       const c: ReserveStock = { lines };
       const requestId = a[i] as string;
       const holdDurationMs = a[i + 1] as number;
@@ -83,7 +88,17 @@ export function decodeCommand(op: Op, a: unknown[], cursor: { i: number }): unkn
       cmd = c;
       break;
     }
+    case Op.Prepare: {
+      const lines = readLines(a, i);
+      i += 1 + lines.length * 3;
+      cmd = { lines, expireTimeMs: a[i++] };
+      break;
+    }
     case Op.Release:
+    case Op.Confirm:
+    case Op.Abort:
+    case Op.Pin:
+    case Op.Unpin:
       cmd = { holdId: a[i++] };
       break;
     case Op.Fulfil: {
@@ -103,6 +118,19 @@ export function decodeCommand(op: Op, a: unknown[], cursor: { i: number }): unkn
   return cmd;
 }
 
+function readLines(a: unknown[], at: number): Line[] {
+  const n = a[at] as number;
+  const lines: Line[] = [];
+  for (let k = 0, i = at + 1; k < n; k++, i += 3) {
+    lines.push({
+      productId: a[i] as string,
+      warehouseId: a[i + 1] as string,
+      quantity: a[i + 2] as number,
+    });
+  }
+  return lines;
+}
+
 /** Appends an answer: [1, ...fields] or [0, code, message, lineIndex, available]. */
 export function encodeResult(op: Op, r: unknown, out: unknown[]): void {
   // biome-ignore lint/suspicious/noExplicitAny: results are the engine's tagged unions
@@ -118,12 +146,17 @@ export function encodeResult(op: Op, r: unknown, out: unknown[]): void {
       out.push(1, p.available, p.reserved, p.received, p.adjusted, p.fulfilled);
       return;
     }
-    case Op.Reserve: {
+    case Op.Reserve:
+    case Op.Prepare: {
       const v = x.reservation;
       out.push(1, v.holdId, v.expireTimeMs, v.replayed ? 1 : 0);
       return;
     }
     case Op.Release:
+    case Op.Confirm:
+    case Op.Abort:
+    case Op.Pin:
+    case Op.Unpin:
       out.push(1, x.holdId);
       return;
     case Op.Fulfil:
@@ -171,7 +204,8 @@ export function decodeResult(op: Op, cmd: unknown, a: unknown[], cursor: { i: nu
         i += 5;
         break;
       }
-      case Op.Reserve: {
+      case Op.Reserve:
+      case Op.Prepare: {
         // A replayed answer has the same lines, or it would be REQUEST_ID_REUSED.
         const lines = (cmd as ReserveStock).lines.map((l) => ({
           productId: l.productId,
@@ -186,6 +220,10 @@ export function decodeResult(op: Op, cmd: unknown, a: unknown[], cursor: { i: nu
         break;
       }
       case Op.Release:
+      case Op.Confirm:
+      case Op.Abort:
+      case Op.Pin:
+      case Op.Unpin:
         r = { ok: true, holdId: a[i++] };
         break;
       case Op.Fulfil: {

@@ -4,6 +4,7 @@ import {
   type Event,
   EventType,
   type HoldOutcome,
+  HoldFlag,
   type Line,
   Partition,
   type PartitionConfig,
@@ -86,6 +87,12 @@ function writeEvent(w: Writer, e: Event): void {
       w.uintField(2, e.expireTimeMs);
       w.stringField(3, e.requestId);
       for (const l of e.lines) writeLine(w, 4, l);
+      w.boolField(5, e.prepared);
+      break;
+    case EventType.HoldConfirmed:
+    case EventType.HoldPinned:
+    case EventType.HoldUnpinned:
+      w.uintField(1, e.holdId);
       break;
     case EventType.ReservationRefused:
       w.stringField(1, e.requestId);
@@ -170,6 +177,7 @@ function readEventBody(r: Reader, type: number, seq: number, timeMs: number): Ev
   let n1 = 0;
   let n2 = 0;
   let n3 = 0;
+  let n5 = 0;
   const lines: Line[] = [];
   const quantities: number[] = [];
   while (!r.done) {
@@ -182,12 +190,13 @@ function readEventBody(r: Reader, type: number, seq: number, timeMs: number): Ev
       const s = r.string();
       if ((type === EventType.StockReserved && field === 3) || field === 1) s1 = s;
       else s2 = s;
-    } else if (wt === 0 && field <= 4) {
+    } else if (wt === 0 && field <= 5) {
       const v = type === EventType.StockAdjusted && field === 3 ? r.sint() : r.int();
       if (field === 1) n1 = v;
       else if (field === 2) n2 = v;
       else if (field === 3) n3 = v;
-      else n1 = v; // StockAdjusted.reason (field 4)
+      else if (field === 4) n1 = v; // StockAdjusted.reason
+      else n5 = v; // StockReserved.prepared
     } else r.skip(wt);
   }
   r.endLd(outer);
@@ -205,7 +214,20 @@ function readEventBody(r: Reader, type: number, seq: number, timeMs: number): Ev
         reason: n1 as AdjustmentReason,
       };
     case EventType.StockReserved:
-      return { type, seq, timeMs, holdId: n1, expireTimeMs: n2, requestId: s1, lines };
+      return {
+        type,
+        seq,
+        timeMs,
+        holdId: n1,
+        expireTimeMs: n2,
+        requestId: s1,
+        lines,
+        prepared: n5 === 1,
+      };
+    case EventType.HoldConfirmed:
+    case EventType.HoldPinned:
+    case EventType.HoldUnpinned:
+      return { type, seq, timeMs, holdId: n1 };
     case EventType.ReservationRefused:
       return { type, seq, timeMs, requestId: s1, lineIndex: n2, available: n3 };
     case EventType.HoldReleased:
@@ -227,7 +249,7 @@ function readEvent(r: Reader): Event {
     const field = tag >>> 3;
     if (tag === 1 << 3) seq = r.varint();
     else if (tag === 2 << 3) timeMs = r.int();
-    else if (field >= EventType.StockReceived && field <= EventType.HoldFulfilled && (tag & 7) === 2) {
+    else if (field >= EventType.StockReceived && field <= EventType.HoldUnpinned && (tag & 7) === 2) {
       event = readEventBody(r, field, 0, 0);
     } else r.skip(tag & 7);
   }
@@ -312,6 +334,8 @@ export function encodeSnapshot(p: Partition): Uint8Array {
     w.uintField(2, h.expireTimeMs);
     w.stringField(3, h.requestId);
     for (const l of h.lines()) writeLine(w, 4, l);
+    w.boolField(5, (h.flags & HoldFlag.Prepared) !== 0);
+    w.boolField(6, (h.flags & HoldFlag.Pinned) !== 0);
     w.endLd(m);
   }
   for (const c of p.closedInOrder()) {
@@ -343,7 +367,7 @@ export function decodeSnapshot(payload: Uint8Array, config: PartitionConfig): Pa
   let seq = 0;
   let timeMs = 0;
   const positions: [string, string, number[]][] = [];
-  const holds: { holdId: number; expireTimeMs: number; requestId: string; lines: Line[] }[] = [];
+  const holds: ReturnType<typeof readHold>[] = [];
   const closed: [number, HoldOutcome, number][] = [];
   const requests: Parameters<Partition["remember"]>[0][] = [];
   while (!r.done) {
@@ -410,7 +434,8 @@ export function decodeSnapshot(payload: Uint8Array, config: PartitionConfig): Pa
       expireTimeMs: h.expireTimeMs,
       requestId: h.requestId,
       lines: h.lines,
-    });
+      prepared: h.prepared,
+    }, h.pinned);
   }
   for (const [productId, warehouseId, n] of positions) {
     const x = p.positionForRestore(productId, warehouseId);
@@ -438,6 +463,8 @@ function readHold(r: Reader) {
     expireTimeMs: f.n[2] ?? 0,
     requestId: f.s[3] ?? "",
     lines: f.lines,
+    prepared: f.n[5] === 1,
+    pinned: f.n[6] === 1,
   };
 }
 

@@ -67,6 +67,7 @@ export class Store {
     private readonly journal: Database<Buffer, [number, number]>,
     private readonly snapshots: Database<Buffer, [number, number]>,
     private readonly meta: Database<unknown, string>,
+    private readonly coordinator: Database<unknown, string>,
     readonly durability: Durability,
   ) {}
 
@@ -90,7 +91,10 @@ export class Store {
     const journal = root.openDB<Buffer, [number, number]>("journal", { encoding: "binary" });
     const snapshots = root.openDB<Buffer, [number, number]>("snapshots", { encoding: "binary" });
     const meta = root.openDB<unknown, string>("meta", { encoding: "json" });
-    return new Store(dir, root, journal, snapshots, meta, durability);
+    const coordinator = root.openDB<unknown, string>("coordinator", {
+      encoding: "json",
+    });
+    return new Store(dir, root, journal, snapshots, meta, coordinator, durability);
   }
 
   /** Reads the directory's metadata, creating it on first use. */
@@ -231,6 +235,28 @@ export class Store {
 
   rawGetSnapshot(key: [number, number]): Buffer | undefined {
     return this.snapshots.get(key);
+  }
+
+  /** The coordinator's records (reservations spanning partitions and their
+   * decisions), written durably per mode. */
+  putCoordinatorRecords(records: [key: string, value: unknown][]): Promise<void> {
+    return this.root.transaction(() => {
+      for (const [k, v] of records) this.coordinator.putSync(k, v);
+    }) as Promise<void>;
+  }
+
+  removeCoordinatorRecords(keys: string[]): Promise<void> {
+    return this.root.transaction(() => {
+      for (const k of keys) this.coordinator.removeSync(k);
+    }) as Promise<void>;
+  }
+
+  /** Records whose key starts with `prefix` (e.g. "g:"), in key order. */
+  *coordinatorRecords(prefix: string): Generator<{ key: string; value: unknown }> {
+    const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+    for (const { key, value } of this.coordinator.getRange({ start: prefix, end })) {
+      yield { key, value };
+    }
   }
 
   /** Forces what is committed to disk (relaxed mode's background sync). */

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file stockd/v1/journal.proto.
  */
 export const file_stockd_v1_journal: GenFile = /*@__PURE__*/
-  fileDesc("ChdzdG9ja2QvdjEvam91cm5hbC5wcm90bxIJc3RvY2tkLnYxIncKDEpvdXJuYWxCYXRjaBIRCglwYXJ0aXRpb24YASABKA0SEQoJZmlyc3Rfc2VxGAIgASgEEhAKCGxhc3Rfc2VxGAMgASgEEg0KBWVwb2NoGAQgASgEEiAKBmV2ZW50cxgFIAMoCzIQLnN0b2NrZC52MS5FdmVudCLtAgoFRXZlbnQSCwoDc2VxGAEgASgEEg8KB3RpbWVfbXMYAiABKAMSMgoOc3RvY2tfcmVjZWl2ZWQYCiABKAsyGC5zdG9ja2QudjEuU3RvY2tSZWNlaXZlZEgAEjIKDnN0b2NrX2FkanVzdGVkGAsgASgLMhguc3RvY2tkLnYxLlN0b2NrQWRqdXN0ZWRIABIyCg5zdG9ja19yZXNlcnZlZBgMIAEoCzIYLnN0b2NrZC52MS5TdG9ja1Jlc2VydmVkSAASPAoTcmVzZXJ2YXRpb25fcmVmdXNlZBgNIAEoCzIdLnN0b2NrZC52MS5SZXNlcnZhdGlvblJlZnVzZWRIABIwCg1ob2xkX3JlbGVhc2VkGA4gASgLMhcuc3RvY2tkLnYxLkhvbGRSZWxlYXNlZEgAEjIKDmhvbGRfZnVsZmlsbGVkGA8gASgLMhguc3RvY2tkLnYxLkhvbGRGdWxmaWxsZWRIAEIGCgRraW5kIksKDVN0b2NrUmVjZWl2ZWQSEgoKcHJvZHVjdF9pZBgBIAEoCRIUCgx3YXJlaG91c2VfaWQYAiABKAkSEAoIcXVhbnRpdHkYAyABKA0idQoNU3RvY2tBZGp1c3RlZBISCgpwcm9kdWN0X2lkGAEgASgJEhQKDHdhcmVob3VzZV9pZBgCIAEoCRINCgVkZWx0YRgDIAEoERIrCgZyZWFzb24YBCABKA4yGy5zdG9ja2QudjEuQWRqdXN0bWVudFJlYXNvbiJGCghIb2xkTGluZRISCgpwcm9kdWN0X2lkGAEgASgJEhQKDHdhcmVob3VzZV9pZBgCIAEoCRIQCghxdWFudGl0eRgDIAEoDSJwCg1TdG9ja1Jlc2VydmVkEg8KB2hvbGRfaWQYASABKAQSFgoOZXhwaXJlX3RpbWVfbXMYAiABKAMSEgoKcmVxdWVzdF9pZBgDIAEoCRIiCgVsaW5lcxgEIAMoCzITLnN0b2NrZC52MS5Ib2xkTGluZSJPChJSZXNlcnZhdGlvblJlZnVzZWQSEgoKcmVxdWVzdF9pZBgBIAEoCRISCgpsaW5lX2luZGV4GAIgASgNEhEKCWF2YWlsYWJsZRgDIAEoDSJJCgxIb2xkUmVsZWFzZWQSDwoHaG9sZF9pZBgBIAEoBBIoCgZyZWFzb24YAiABKA4yGC5zdG9ja2QudjEuUmVsZWFzZVJlYXNvbiI0Cg1Ib2xkRnVsZmlsbGVkEg8KB2hvbGRfaWQYASABKAQSEgoKcXVhbnRpdGllcxgCIAMoDSrSAQoQQWRqdXN0bWVudFJlYXNvbhIhCh1BREpVU1RNRU5UX1JFQVNPTl9VTlNQRUNJRklFRBAAEiYKIkFESlVTVE1FTlRfUkVBU09OX0NPVU5UX0NPUlJFQ1RJT04QARIcChhBREpVU1RNRU5UX1JFQVNPTl9EQU1BR0UQAhIcChhBREpVU1RNRU5UX1JFQVNPTl9SRVRVUk4QAxIaChZBREpVU1RNRU5UX1JFQVNPTl9MT1NTEAQSGwoXQURKVVNUTUVOVF9SRUFTT05fRk9VTkQQBSqEAQoNUmVsZWFzZVJlYXNvbhIeChpSRUxFQVNFX1JFQVNPTl9VTlNQRUNJRklFRBAAEhsKF1JFTEVBU0VfUkVBU09OX1JFTEVBU0VEEAESGgoWUkVMRUFTRV9SRUFTT05fRVhQSVJFRBACEhoKFlJFTEVBU0VfUkVBU09OX0FCT1JURUQQA2IGcHJvdG8z");
+  fileDesc("ChdzdG9ja2QvdjEvam91cm5hbC5wcm90bxIJc3RvY2tkLnYxIncKDEpvdXJuYWxCYXRjaBIRCglwYXJ0aXRpb24YASABKA0SEQoJZmlyc3Rfc2VxGAIgASgEEhAKCGxhc3Rfc2VxGAMgASgEEg0KBWVwb2NoGAQgASgEEiAKBmV2ZW50cxgFIAMoCzIQLnN0b2NrZC52MS5FdmVudCKBBAoFRXZlbnQSCwoDc2VxGAEgASgEEg8KB3RpbWVfbXMYAiABKAMSMgoOc3RvY2tfcmVjZWl2ZWQYCiABKAsyGC5zdG9ja2QudjEuU3RvY2tSZWNlaXZlZEgAEjIKDnN0b2NrX2FkanVzdGVkGAsgASgLMhguc3RvY2tkLnYxLlN0b2NrQWRqdXN0ZWRIABIyCg5zdG9ja19yZXNlcnZlZBgMIAEoCzIYLnN0b2NrZC52MS5TdG9ja1Jlc2VydmVkSAASPAoTcmVzZXJ2YXRpb25fcmVmdXNlZBgNIAEoCzIdLnN0b2NrZC52MS5SZXNlcnZhdGlvblJlZnVzZWRIABIwCg1ob2xkX3JlbGVhc2VkGA4gASgLMhcuc3RvY2tkLnYxLkhvbGRSZWxlYXNlZEgAEjIKDmhvbGRfZnVsZmlsbGVkGA8gASgLMhguc3RvY2tkLnYxLkhvbGRGdWxmaWxsZWRIABIyCg5ob2xkX2NvbmZpcm1lZBgQIAEoCzIYLnN0b2NrZC52MS5Ib2xkQ29uZmlybWVkSAASLAoLaG9sZF9waW5uZWQYESABKAsyFS5zdG9ja2QudjEuSG9sZFBpbm5lZEgAEjAKDWhvbGRfdW5waW5uZWQYEiABKAsyFy5zdG9ja2QudjEuSG9sZFVucGlubmVkSABCBgoEa2luZCJLCg1TdG9ja1JlY2VpdmVkEhIKCnByb2R1Y3RfaWQYASABKAkSFAoMd2FyZWhvdXNlX2lkGAIgASgJEhAKCHF1YW50aXR5GAMgASgNInUKDVN0b2NrQWRqdXN0ZWQSEgoKcHJvZHVjdF9pZBgBIAEoCRIUCgx3YXJlaG91c2VfaWQYAiABKAkSDQoFZGVsdGEYAyABKBESKwoGcmVhc29uGAQgASgOMhsuc3RvY2tkLnYxLkFkanVzdG1lbnRSZWFzb24iRgoISG9sZExpbmUSEgoKcHJvZHVjdF9pZBgBIAEoCRIUCgx3YXJlaG91c2VfaWQYAiABKAkSEAoIcXVhbnRpdHkYAyABKA0iggEKDVN0b2NrUmVzZXJ2ZWQSDwoHaG9sZF9pZBgBIAEoBBIWCg5leHBpcmVfdGltZV9tcxgCIAEoAxISCgpyZXF1ZXN0X2lkGAMgASgJEiIKBWxpbmVzGAQgAygLMhMuc3RvY2tkLnYxLkhvbGRMaW5lEhAKCHByZXBhcmVkGAUgASgIIk8KElJlc2VydmF0aW9uUmVmdXNlZBISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCmxpbmVfaW5kZXgYAiABKA0SEQoJYXZhaWxhYmxlGAMgASgNIkkKDEhvbGRSZWxlYXNlZBIPCgdob2xkX2lkGAEgASgEEigKBnJlYXNvbhgCIAEoDjIYLnN0b2NrZC52MS5SZWxlYXNlUmVhc29uIjQKDUhvbGRGdWxmaWxsZWQSDwoHaG9sZF9pZBgBIAEoBBISCgpxdWFudGl0aWVzGAIgAygNIiAKDUhvbGRDb25maXJtZWQSDwoHaG9sZF9pZBgBIAEoBCIdCgpIb2xkUGlubmVkEg8KB2hvbGRfaWQYASABKAQiHwoMSG9sZFVucGlubmVkEg8KB2hvbGRfaWQYASABKAQq0gEKEEFkanVzdG1lbnRSZWFzb24SIQodQURKVVNUTUVOVF9SRUFTT05fVU5TUEVDSUZJRUQQABImCiJBREpVU1RNRU5UX1JFQVNPTl9DT1VOVF9DT1JSRUNUSU9OEAESHAoYQURKVVNUTUVOVF9SRUFTT05fREFNQUdFEAISHAoYQURKVVNUTUVOVF9SRUFTT05fUkVUVVJOEAMSGgoWQURKVVNUTUVOVF9SRUFTT05fTE9TUxAEEhsKF0FESlVTVE1FTlRfUkVBU09OX0ZPVU5EEAUqhAEKDVJlbGVhc2VSZWFzb24SHgoaUkVMRUFTRV9SRUFTT05fVU5TUEVDSUZJRUQQABIbChdSRUxFQVNFX1JFQVNPTl9SRUxFQVNFRBABEhoKFlJFTEVBU0VfUkVBU09OX0VYUElSRUQQAhIaChZSRUxFQVNFX1JFQVNPTl9BQk9SVEVEEANiBnByb3RvMw");
 
 /**
  * One LMDB transaction's worth of events for one partition. A batch is the
@@ -139,6 +139,30 @@ export type Event = Message<"stockd.v1.Event"> & {
      */
     value: HoldFulfilled;
     case: "holdFulfilled";
+  } | {
+    /**
+     * The coordinator decided to keep a prepared hold.
+     *
+     * @generated from field: stockd.v1.HoldConfirmed hold_confirmed = 16;
+     */
+    value: HoldConfirmed;
+    case: "holdConfirmed";
+  } | {
+    /**
+     * A hold was pinned: it cannot expire until unpinned or ended.
+     *
+     * @generated from field: stockd.v1.HoldPinned hold_pinned = 17;
+     */
+    value: HoldPinned;
+    case: "holdPinned";
+  } | {
+    /**
+     * A pinned hold was unpinned: it expires at its deadline again.
+     *
+     * @generated from field: stockd.v1.HoldUnpinned hold_unpinned = 18;
+     */
+    value: HoldUnpinned;
+    case: "holdUnpinned";
   } | { case: undefined; value?: undefined };
 };
 
@@ -294,6 +318,16 @@ export type StockReserved = Message<"stockd.v1.StockReserved"> & {
    * @generated from field: repeated stockd.v1.HoldLine lines = 4;
    */
   lines: HoldLine[];
+
+  /**
+   * True for one part of a reservation spanning partitions, prepared and
+   * waiting for the coordinator's decision (HoldConfirmed, or a release with
+   * reason ABORTED). At start-up a prepared hold with no durable decision is
+   * released (presumed abort).
+   *
+   * @generated from field: bool prepared = 5;
+   */
+  prepared: boolean;
 };
 
 /**
@@ -395,6 +429,69 @@ export type HoldFulfilled = Message<"stockd.v1.HoldFulfilled"> & {
  */
 export const HoldFulfilledSchema: GenMessage<HoldFulfilled> = /*@__PURE__*/
   messageDesc(file_stockd_v1_journal, 8);
+
+/**
+ * The coordinator made its decision durable and keeps a prepared hold.
+ *
+ * @generated from message stockd.v1.HoldConfirmed
+ */
+export type HoldConfirmed = Message<"stockd.v1.HoldConfirmed"> & {
+  /**
+   * The hold.
+   *
+   * @generated from field: uint64 hold_id = 1;
+   */
+  holdId: bigint;
+};
+
+/**
+ * Describes the message stockd.v1.HoldConfirmed.
+ * Use `create(HoldConfirmedSchema)` to create a new message.
+ */
+export const HoldConfirmedSchema: GenMessage<HoldConfirmed> = /*@__PURE__*/
+  messageDesc(file_stockd_v1_journal, 9);
+
+/**
+ * A hold was pinned while an order settles: it cannot expire meanwhile.
+ *
+ * @generated from message stockd.v1.HoldPinned
+ */
+export type HoldPinned = Message<"stockd.v1.HoldPinned"> & {
+  /**
+   * The hold.
+   *
+   * @generated from field: uint64 hold_id = 1;
+   */
+  holdId: bigint;
+};
+
+/**
+ * Describes the message stockd.v1.HoldPinned.
+ * Use `create(HoldPinnedSchema)` to create a new message.
+ */
+export const HoldPinnedSchema: GenMessage<HoldPinned> = /*@__PURE__*/
+  messageDesc(file_stockd_v1_journal, 10);
+
+/**
+ * A pinned hold goes back to expiring at its deadline.
+ *
+ * @generated from message stockd.v1.HoldUnpinned
+ */
+export type HoldUnpinned = Message<"stockd.v1.HoldUnpinned"> & {
+  /**
+   * The hold.
+   *
+   * @generated from field: uint64 hold_id = 1;
+   */
+  holdId: bigint;
+};
+
+/**
+ * Describes the message stockd.v1.HoldUnpinned.
+ * Use `create(HoldUnpinnedSchema)` to create a new message.
+ */
+export const HoldUnpinnedSchema: GenMessage<HoldUnpinned> = /*@__PURE__*/
+  messageDesc(file_stockd_v1_journal, 11);
 
 /**
  * Why stock was adjusted.
