@@ -10,9 +10,7 @@ export function digestPartition(p: Partition): string {
   const h = createHash("sha256");
   h.update(`partition ${p.id}/${p.partitionCount} seq ${p.seq} time ${p.timeMs}\n`);
   const positions = [...p.positions.values()].sort((a, b) =>
-    a.productId === b.productId
-      ? cmp(a.warehouseId, b.warehouseId)
-      : cmp(a.productId, b.productId),
+    a.productId === b.productId ? cmp(a.warehouseId, b.warehouseId) : cmp(a.productId, b.productId),
   );
   for (const x of positions) {
     h.update(
@@ -27,7 +25,9 @@ export function digestPartition(p: Partition): string {
   }
   for (const c of p.closedInOrder()) h.update(`C ${c.holdId} ${c.outcome} ${c.closeTimeMs}\n`);
   for (const r of p.requestsInOrder()) {
-    h.update(`R ${r.requestId} ${r.timeMs} ${r.holdId} ${r.expireTimeMs} ${r.lineIndex} ${r.available}`);
+    h.update(
+      `R ${r.requestId} ${r.timeMs} ${r.holdId} ${r.expireTimeMs} ${r.lineIndex} ${r.available}`,
+    );
     for (const l of r.lines) h.update(` ${l.productId} ${l.warehouseId} ${l.quantity}`);
     h.update("\n");
   }

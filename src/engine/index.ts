@@ -1,18 +1,19 @@
 // The domain: partitions of actors, commands, events, timer wheel, limits.
 // No I/O: time, ids and randomness come in as arguments.
-export * from "./types.ts";
+
+export { digestPartition, digestPartitions } from "./digest.ts";
+export { Fifo } from "./fifo.ts";
 export * from "./ids.ts";
 export * as limits from "./limits.ts";
 export {
-  Partition,
-  Position,
   Hold,
   HoldFlag,
+  Partition,
   type PartitionConfig,
+  Position,
   type RequestRecord,
 } from "./partition.ts";
-export { TimerWheel, type WheelEntry } from "./wheel.ts";
-export { digestPartition, digestPartitions } from "./digest.ts";
+export * from "./types.ts";
 export {
   validateAdjust,
   validateFulfil,
@@ -21,4 +22,4 @@ export {
   validateRelease,
   validateReserve,
 } from "./validate.ts";
-export { Fifo } from "./fifo.ts";
+export { TimerWheel, type WheelEntry } from "./wheel.ts";

@@ -1,3 +1,4 @@
+import { Fifo } from "./fifo.ts";
 import { holdIdOf, partitionOf, positionKey } from "./ids.ts";
 import {
   closedHoldCountMax,
@@ -9,16 +10,15 @@ import {
   requestCountMax,
   wheelTickMsDefault,
 } from "./limits.ts";
-import { Fifo } from "./fifo.ts";
-import { TimerWheel, type WheelEntry } from "./wheel.ts";
 import {
   type AdjustResult,
   type AdjustStock,
+  ErrorCode,
   type Event,
   EventType,
-  ErrorCode,
   type FulfilHold,
   type FulfilResult,
+  fail,
   type HoldMarked,
   HoldOutcome,
   type HoldView,
@@ -28,12 +28,11 @@ import {
   type ReceiveResult,
   type ReceiveStock,
   type ReleaseHold,
-  type ReleaseResult,
   ReleaseReason,
+  type ReleaseResult,
   type ReserveResult,
   type ReserveStock,
   type StockReserved,
-  fail,
 } from "./types.ts";
 import {
   validateAdjust,
@@ -43,6 +42,7 @@ import {
   validateRelease,
   validateReserve,
 } from "./validate.ts";
+import { TimerWheel, type WheelEntry } from "./wheel.ts";
 
 /** One SKU position: a product in a warehouse, owned by one partition. */
 export class Position {
@@ -94,7 +94,11 @@ export class Hold implements WheelEntry {
     const out: Line[] = [];
     for (let i = 0; i < this.lineCount; i++) {
       const p = this.positionAt(i);
-      out.push({ productId: p.productId, warehouseId: p.warehouseId, quantity: this.quantityAt(i) });
+      out.push({
+        productId: p.productId,
+        warehouseId: p.warehouseId,
+        quantity: this.quantityAt(i),
+      });
     }
     return out;
   }
@@ -302,13 +306,23 @@ export class Partition {
     this.emit(event);
     return {
       ok: true,
-      reservation: { holdId: event.holdId, expireTimeMs: event.expireTimeMs, lines: event.lines, replayed: false },
+      reservation: {
+        holdId: event.holdId,
+        expireTimeMs: event.expireTimeMs,
+        lines: event.lines,
+        replayed: false,
+      },
     };
   }
 
   /** The coordinator's decision is durable: the prepared hold is kept. */
   confirm(cmd: ReleaseHold, nowMs: number): ReleaseResult {
-    return this.mark(cmd, nowMs, EventType.HoldConfirmed, (h) => (h.flags & HoldFlag.Prepared) !== 0);
+    return this.mark(
+      cmd,
+      nowMs,
+      EventType.HoldConfirmed,
+      (h) => (h.flags & HoldFlag.Prepared) !== 0,
+    );
   }
 
   /** Pins a hold: it cannot expire until unpinned (an order settling). */
@@ -608,7 +622,7 @@ export class Partition {
   }
 
   private eventTime(nowMs: number): number {
-    return nowMs > this.timeMs ? nowMs : this.timeMs;
+    return Math.max(nowMs, this.timeMs);
   }
 
   private foreignProduct(productId: string) {
@@ -617,7 +631,13 @@ export class Partition {
     return fail(ErrorCode.InvalidArgument, `product ${productId} belongs to partition ${owner}`);
   }
 
-  private refuse(requestId: string, lineIndex: number, available: number, line: Line, nowMs: number) {
+  private refuse(
+    requestId: string,
+    lineIndex: number,
+    available: number,
+    line: Line,
+    nowMs: number,
+  ) {
     if (requestId !== "") {
       this.emit({
         type: EventType.ReservationRefused,
@@ -696,7 +716,8 @@ export class Partition {
 
   private openHold(holdId: number, seq: number): Hold {
     const hold = this.holds.get(holdId);
-    if (hold === undefined) throw new Error(`partition ${this.id}: event ${seq} ends hold ${holdId}, not open`);
+    if (hold === undefined)
+      throw new Error(`partition ${this.id}: event ${seq} ends hold ${holdId}, not open`);
     return hold;
   }
 
@@ -761,7 +782,11 @@ export class Partition {
     let id = this.closedOrder.peek();
     while (id !== undefined) {
       const packed = this.closedHolds.get(id);
-      if (packed !== undefined && Math.floor(packed / 8) > horizon && this.closedOrder.length <= closedHoldCountMax) {
+      if (
+        packed !== undefined &&
+        Math.floor(packed / 8) > horizon &&
+        this.closedOrder.length <= closedHoldCountMax
+      ) {
         break;
       }
       this.closedOrder.shift();
@@ -835,7 +860,11 @@ function sameLines(a: Line[], b: Line[]): boolean {
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!;
     const y = b[i]!;
-    if (x.productId !== y.productId || x.warehouseId !== y.warehouseId || x.quantity !== y.quantity) {
+    if (
+      x.productId !== y.productId ||
+      x.warehouseId !== y.warehouseId ||
+      x.quantity !== y.quantity
+    ) {
       return false;
     }
   }

@@ -100,7 +100,10 @@ export interface HoldFulfilled extends EventBase {
 
 /** HoldConfirmed, HoldPinned, HoldUnpinned: a hold id and nothing else. */
 export interface HoldMarked extends EventBase {
-  type: typeof EventType.HoldConfirmed | typeof EventType.HoldPinned | typeof EventType.HoldUnpinned;
+  type:
+    | typeof EventType.HoldConfirmed
+    | typeof EventType.HoldPinned
+    | typeof EventType.HoldUnpinned;
   holdId: number;
 }
 
@@ -198,7 +201,11 @@ export type HoldView =
       prepared: boolean;
       pinned: boolean;
     }
-  | { holdId: number; status: "RELEASED" | "EXPIRED" | "ABORTED" | "FULFILLED"; closeTimeMs: number };
+  | {
+      holdId: number;
+      status: "RELEASED" | "EXPIRED" | "ABORTED" | "FULFILLED";
+      closeTimeMs: number;
+    };
 
 export interface Reservation {
   holdId: number;

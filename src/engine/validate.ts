@@ -1,16 +1,16 @@
 import { idError, isHoldId, positionKey } from "./ids.ts";
 import { holdDurationMsMax, lineCountMax, quantityMax } from "./limits.ts";
 import {
-  type AdjustStock,
   AdjustmentReason,
+  type AdjustStock,
   ErrorCode,
   type Failure,
   type FulfilHold,
+  fail,
   type PrepareHold,
   type ReceiveStock,
   type ReleaseHold,
   type ReserveStock,
-  fail,
 } from "./types.ts";
 
 // Validation of commands as they arrive from callers. A bad command gets a

@@ -1,5 +1,5 @@
 import { Partition } from "../engine/index.ts";
-import { CorruptionError, Store, recoverPartition } from "../persistence/index.ts";
+import { CorruptionError, recoverPartition, Store } from "../persistence/index.ts";
 import { PartitionHost } from "./partition_host.ts";
 import type { RecoveryReport, WorkerConfig } from "./protocol.ts";
 
@@ -49,7 +49,11 @@ export async function bootHost(
         });
         break;
       } catch (err) {
-        if (!(err instanceof CorruptionError) || !config.truncateDamagedTail || truncatedRecords > 0) {
+        if (
+          !(err instanceof CorruptionError) ||
+          !config.truncateDamagedTail ||
+          truncatedRecords > 0
+        ) {
           await store.close();
           throw err;
         }

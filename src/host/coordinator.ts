@@ -3,12 +3,12 @@ import {
   type Failure,
   type FulfilHold,
   type FulfilResult,
+  fail,
   type HoldView,
   type Line,
   type ReleaseResult,
   type ReserveResult,
   type ReserveStock,
-  fail,
 } from "../engine/index.ts";
 import type { Store } from "../persistence/index.ts";
 import { Op } from "./protocol.ts";
@@ -146,7 +146,10 @@ export class Coordinator {
     }
   }
 
-  private async reserveOnce(cmd: ReserveStock, byPartition: Map<number, number[]>): Promise<ReserveResult> {
+  private async reserveOnce(
+    cmd: ReserveStock,
+    byPartition: Map<number, number[]>,
+  ): Promise<ReserveResult> {
     const timeMs = this.now();
     const expireTimeMs = timeMs + (cmd.holdDurationMs ?? this.config.holdDurationMs);
     const parts = [...byPartition].sort((a, b) => a[0] - b[0]);
@@ -184,7 +187,11 @@ export class Coordinator {
       requestId: cmd.requestId ?? "",
       timeMs,
       expireTimeMs,
-      lines: cmd.lines.map((l) => ({ productId: l.productId, warehouseId: l.warehouseId, quantity: l.quantity })),
+      lines: cmd.lines.map((l) => ({
+        productId: l.productId,
+        warehouseId: l.warehouseId,
+        quantity: l.quantity,
+      })),
       members,
       settlement: null,
     };
@@ -198,7 +205,10 @@ export class Coordinator {
     // The decision is durable: the caller may hear "ok" now. Confirming is
     // journaled in each partition, in order before any later command on it.
     for (const m of members) void this.send(Op.Confirm, { holdId: m.holdId });
-    return { ok: true, reservation: { holdId: group.groupId, expireTimeMs, lines: group.lines, replayed: false } };
+    return {
+      ok: true,
+      reservation: { holdId: group.groupId, expireTimeMs, lines: group.lines, replayed: false },
+    };
   }
 
   /** Releases every part still open (parts that expired stay expired). */
@@ -226,7 +236,10 @@ export class Coordinator {
       for (let i = 0; i < quantities.length; i++) {
         const held = group.lines[i]!.quantity;
         if (quantities[i]! > held) {
-          return fail(ErrorCode.InvalidArgument, `quantities[${i}] is ${quantities[i]}; the line holds only ${held}`);
+          return fail(
+            ErrorCode.InvalidArgument,
+            `quantities[${i}] is ${quantities[i]}; the line holds only ${held}`,
+          );
         }
       }
       const r = await this.settleGroup(group, { kind: "FULFIL", quantities }, true);
@@ -239,7 +252,11 @@ export class Coordinator {
    * durable, then applies it to the pinned parts. `strict`: any part that
    * cannot be pinned (it ended) unpins the rest and refuses the whole.
    */
-  private async settleGroup(group: GroupRecord, settlement: Settlement, strict: boolean): Promise<Answer> {
+  private async settleGroup(
+    group: GroupRecord,
+    settlement: Settlement,
+    strict: boolean,
+  ): Promise<Answer> {
     const pins = (await Promise.all(
       group.members.map((m) => this.send(Op.Pin, { holdId: m.holdId })),
     )) as Answer[];
@@ -265,8 +282,20 @@ export class Coordinator {
     return (
       s.kind === "RELEASE"
         ? this.send(Op.Release, { holdId: m.holdId })
-        : this.send(Op.Fulfil, { holdId: m.holdId, quantities: m.lineIndexes.map((i) => s.quantities[i]!) })
+        : this.send(Op.Fulfil, {
+            holdId: m.holdId,
+            quantities: m.lineIndexes.map((i) => s.quantities[i]!),
+          })
     ) as Promise<Answer>;
+  }
+
+  /** Each part's own view, in partition order. */
+  async parts(holdId: number): Promise<(HoldView | null)[]> {
+    const group = this.groups.get(holdId)!;
+    const views = (await Promise.all(
+      group.members.map((m) => this.send(Op.Hold, { holdId: m.holdId })),
+    )) as { ok: true; hold: HoldView | null }[];
+    return views.map((v) => v.hold);
   }
 
   /** The group's view: open while every part is open, else how it ended. */
@@ -339,7 +368,10 @@ function firstFailure(results: ReserveResult[], parts: [number, number[]][]): Fa
       global === undefined
         ? r
         : { ...r, lineIndex: global, message: r.message.replace(/^line \d+/, `line ${global}`) };
-    if (best === null || (f.lineIndex ?? Number.MAX_SAFE_INTEGER) < (best.lineIndex ?? Number.MAX_SAFE_INTEGER)) {
+    if (
+      best === null ||
+      (f.lineIndex ?? Number.MAX_SAFE_INTEGER) < (best.lineIndex ?? Number.MAX_SAFE_INTEGER)
+    ) {
       best = f;
     }
   });
@@ -357,19 +389,29 @@ function sameLines(a: Line[], b: Line[]): boolean {
     a.length === b.length &&
     a.every(
       (x, i) =>
-        x.productId === b[i]!.productId && x.warehouseId === b[i]!.warehouseId && x.quantity === b[i]!.quantity,
+        x.productId === b[i]!.productId &&
+        x.warehouseId === b[i]!.warehouseId &&
+        x.quantity === b[i]!.quantity,
     )
   );
 }
 
 function answerOf(known: GroupRecord | RefusalRecord, lines: Line[]): ReserveResult {
   if (!sameLines(known.lines, lines)) {
-    return fail(ErrorCode.RequestIdReused, `request id ${known.requestId} was first used for other lines`);
+    return fail(
+      ErrorCode.RequestIdReused,
+      `request id ${known.requestId} was first used for other lines`,
+    );
   }
   if ("members" in known) {
     return {
       ok: true,
-      reservation: { holdId: known.groupId, expireTimeMs: known.expireTimeMs, lines: known.lines, replayed: true },
+      reservation: {
+        holdId: known.groupId,
+        expireTimeMs: known.expireTimeMs,
+        lines: known.lines,
+        replayed: true,
+      },
     };
   }
   const line = lines[known.lineIndex] ?? lines[0]!;

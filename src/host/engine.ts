@@ -7,33 +7,32 @@ import {
   type AdjustStock,
   ErrorCode,
   type Failure,
+  Fifo,
   type FulfilHold,
   type FulfilResult,
+  fail,
   type HoldView,
+  limits,
   type PositionView,
   type PrepareHold,
+  partitionOf,
+  partitionOfHold,
   type ReceiveResult,
   type ReceiveStock,
   type ReleaseHold,
   type ReleaseResult,
   type ReserveResult,
   type ReserveStock,
-  fail,
-  limits,
-  partitionOf,
-  partitionOfHold,
   validateAdjust,
   validateFulfil,
   validateReceive,
   validateRelease,
   validateReserve,
-  Fifo,
 } from "../engine/index.ts";
 import { CorruptionError, DataDirError, type Durability, Store } from "../persistence/index.ts";
 import { bootHost } from "./boot.ts";
 import { Coordinator } from "./coordinator.ts";
 import type { PartitionHost } from "./partition_host.ts";
-import { decodeResult, encodeCommand } from "./transport.ts";
 import {
   type FromWorker,
   Op,
@@ -45,6 +44,7 @@ import {
   type ToWorker,
   type WorkerConfig,
 } from "./protocol.ts";
+import { decodeResult, encodeCommand } from "./transport.ts";
 
 export interface EngineOptions {
   dataDir: string;
@@ -181,7 +181,12 @@ export class Engine {
     try {
       if (workerCount === 0) {
         const now = options.now ?? Date.now;
-        const b = await bootHost(configs[0]!, now, (i, r) => deliver(i, r, 0), (e) => broken(e.message));
+        const b = await bootHost(
+          configs[0]!,
+          now,
+          (i, r) => deliver(i, r, 0),
+          (e) => broken(e.message),
+        );
         hosts.push(b.host);
         recovered.push(...b.recovered);
         links.push({
@@ -250,7 +255,10 @@ export class Engine {
     );
     this.reconciled = await this.coordinator.reconcile(pending);
     await this.coordinator.prune();
-    this.pruneTimer = setInterval(() => void this.coordinator.prune().catch(() => undefined), 60_000);
+    this.pruneTimer = setInterval(
+      () => void this.coordinator.prune().catch(() => undefined),
+      60_000,
+    );
     this.pruneTimer.unref();
   }
 
@@ -335,6 +343,13 @@ export class Engine {
       throw new Error(r.message);
     }
     return r.hold;
+  }
+
+  /** The parts of a hold: one view per partition it spans (one for a hold
+   * in a single partition). */
+  async holdParts(holdId: number): Promise<(HoldView | null)[]> {
+    if (this.coordinator.isGroup(holdId)) return this.coordinator.parts(holdId);
+    return [await this.hold(holdId)];
   }
 
   /** Digest of each partition's state, by partition. */
@@ -442,13 +457,19 @@ export class Engine {
 
   private toProduct(productId: unknown, op: Op, arg: unknown): Promise<unknown> {
     if (typeof productId !== "string") {
-      return Promise.resolve(fail(ErrorCode.InvalidArgument, "productId must be a non-empty string"));
+      return Promise.resolve(
+        fail(ErrorCode.InvalidArgument, "productId must be a non-empty string"),
+      );
     }
     return this.call(this.workerOf(partitionOf(productId, this.partitionCount)), op, arg);
   }
 
   private toHold(holdId: unknown, op: Op, arg: unknown): Promise<unknown> {
-    if (typeof holdId !== "number" || !Number.isSafeInteger(holdId) || holdId < limits.partitionCountMax) {
+    if (
+      typeof holdId !== "number" ||
+      !Number.isSafeInteger(holdId) ||
+      holdId < limits.partitionCountMax
+    ) {
       return Promise.resolve(fail(ErrorCode.InvalidArgument, "holdId must be a hold id"));
     }
     const partition = partitionOfHold(holdId);
@@ -467,7 +488,10 @@ export class Engine {
     if (this.closed) return Promise.resolve(fail(ErrorCode.Unavailable, "engine is closed"));
     if (!control && this.depth[worker]! >= limits.workerQueueCountMax) {
       return Promise.resolve(
-        fail(ErrorCode.Overloaded, `worker ${worker} has ${limits.workerQueueCountMax} commands queued`),
+        fail(
+          ErrorCode.Overloaded,
+          `worker ${worker} has ${limits.workerQueueCountMax} commands queued`,
+        ),
       );
     }
     const box = this.outboxes[worker]!;
@@ -573,15 +597,21 @@ function startWorker(
 }
 
 function runSnapshotWorker(job: SnapshotJob): Promise<SnapshotReport[]> {
-  const target = new URL(`./snapshot_worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+  const target = new URL(
+    `./snapshot_worker${extname(fileURLToPath(import.meta.url))}`,
+    import.meta.url,
+  );
   const worker = new Worker(new URL("./worker_entry.mjs", import.meta.url), {
     workerData: { ...job, __module: target.href },
   });
   return new Promise((resolve, reject) => {
-    worker.once("message", (m: { ok: true; reports: SnapshotReport[] } | { ok: false; message: string }) => {
-      if (m.ok) resolve(m.reports);
-      else reject(new Error(`snapshot failed: ${m.message}`));
-    });
+    worker.once(
+      "message",
+      (m: { ok: true; reports: SnapshotReport[] } | { ok: false; message: string }) => {
+        if (m.ok) resolve(m.reports);
+        else reject(new Error(`snapshot failed: ${m.message}`));
+      },
+    );
     worker.once("error", reject);
     worker.once("exit", (code) => {
       if (code !== 0) reject(new Error(`snapshot thread exited with code ${code}`));

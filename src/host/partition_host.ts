@@ -1,10 +1,10 @@
 import {
-  type Event,
-  ErrorCode,
-  type Partition,
   digestPartition,
+  ErrorCode,
+  type Event,
   fail,
   limits,
+  type Partition,
   partitionOf,
   partitionOfHold,
 } from "../engine/index.ts";
@@ -216,7 +216,8 @@ export class PartitionHost {
         this.stats.commits++;
         this.stats.eventsJournaled += eventCount;
         this.stats.commitMsTotal += performance.now() - started;
-        if (eventCount > this.stats.commitBatchEventsMax) this.stats.commitBatchEventsMax = eventCount;
+        if (eventCount > this.stats.commitBatchEventsMax)
+          this.stats.commitBatchEventsMax = eventCount;
         this.inFlight = null;
         this.options.onReplies(count, results);
         this.maybeCommit();
@@ -273,7 +274,11 @@ function badLines(a: unknown) {
 }
 
 function holdNotFound(holdId: unknown) {
-  if (typeof holdId !== "number" || !Number.isSafeInteger(holdId) || holdId < limits.partitionCountMax) {
+  if (
+    typeof holdId !== "number" ||
+    !Number.isSafeInteger(holdId) ||
+    holdId < limits.partitionCountMax
+  ) {
     return fail(ErrorCode.InvalidArgument, "holdId must be a hold id");
   }
   return fail(ErrorCode.HoldNotFound, `hold ${holdId} not found`);

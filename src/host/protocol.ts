@@ -42,9 +42,7 @@ export interface WorkerConfig {
 }
 
 /** Main thread to worker. Commands of one event-loop turn travel together. */
-export type ToWorker =
-  | { t: "cmds"; ops: Op[]; args: unknown[] }
-  | { t: "close" };
+export type ToWorker = { t: "cmds"; ops: Op[]; args: unknown[] } | { t: "close" };
 
 export interface RecoveryReport {
   partition: number;

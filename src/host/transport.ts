@@ -3,11 +3,11 @@ import {
   type ErrorCode,
   type Failure,
   type FulfilHold,
+  fail,
   type Line,
   type PrepareHold,
   type ReceiveStock,
   type ReserveStock,
-  fail,
 } from "../engine/index.ts";
 import { Op } from "./protocol.ts";
 

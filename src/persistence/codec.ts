@@ -3,8 +3,8 @@ import {
   type AdjustmentReason,
   type Event,
   EventType,
-  type HoldOutcome,
   HoldFlag,
+  type HoldOutcome,
   type Line,
   Partition,
   type PartitionConfig,
@@ -35,8 +35,7 @@ export function unframe(record: Uint8Array): Uint8Array {
   if (record.length < frameHeaderBytes) throw new ChecksumError("record shorter than its header");
   if (record[0] !== recordFormat) throw new ChecksumError(`unknown record format ${record[0]}`);
   const payload = record.subarray(frameHeaderBytes);
-  const stored =
-    (record[1]! | (record[2]! << 8) | (record[3]! << 16) | (record[4]! << 24)) >>> 0;
+  const stored = (record[1]! | (record[2]! << 8) | (record[3]! << 16) | (record[4]! << 24)) >>> 0;
   const actual = crc32(payload);
   if (stored !== actual) {
     throw new ChecksumError(`checksum mismatch: stored ${hex(stored)}, computed ${hex(actual)}`);
@@ -169,7 +168,6 @@ function readQuantities(r: Reader, tag: number, into: number[]): void {
   r.endLd(outer);
 }
 
-// biome-ignore lint/complexity/noExcessiveCognitiveComplexity: one switch per message, flat
 function readEventBody(r: Reader, type: number, seq: number, timeMs: number): Event {
   const outer = r.beginLd();
   let s1 = "";
@@ -195,7 +193,8 @@ function readEventBody(r: Reader, type: number, seq: number, timeMs: number): Ev
       if (field === 1) n1 = v;
       else if (field === 2) n2 = v;
       else if (field === 3) n3 = v;
-      else if (field === 4) n1 = v; // StockAdjusted.reason
+      else if (field === 4)
+        n1 = v; // StockAdjusted.reason
       else n5 = v; // StockReserved.prepared
     } else r.skip(wt);
   }
@@ -249,7 +248,11 @@ function readEvent(r: Reader): Event {
     const field = tag >>> 3;
     if (tag === 1 << 3) seq = r.varint();
     else if (tag === 2 << 3) timeMs = r.int();
-    else if (field >= EventType.StockReceived && field <= EventType.HoldUnpinned && (tag & 7) === 2) {
+    else if (
+      field >= EventType.StockReceived &&
+      field <= EventType.HoldUnpinned &&
+      (tag & 7) === 2
+    ) {
       event = readEventBody(r, field, 0, 0);
     } else r.skip(tag & 7);
   }
@@ -293,7 +296,8 @@ export function decodeBatch(payload: Uint8Array): Batch {
 export function checkBatch(b: Batch): void {
   const n = b.events.length;
   if (n === 0) throw new WireError("batch has no event");
-  if (b.lastSeq - b.firstSeq + 1 !== n) throw new WireError("batch range does not match its events");
+  if (b.lastSeq - b.firstSeq + 1 !== n)
+    throw new WireError("batch range does not match its events");
   for (let i = 0; i < n; i++) {
     if (b.events[i]!.seq !== b.firstSeq + i) throw new WireError("batch events out of sequence");
   }
@@ -414,7 +418,9 @@ export function decodeSnapshot(payload: Uint8Array, config: PartitionConfig): Pa
     }
   }
   if (partitionCount !== config.partitionCount) {
-    throw new WireError(`snapshot of ${partitionCount} partitions, expected ${config.partitionCount}`);
+    throw new WireError(
+      `snapshot of ${partitionCount} partitions, expected ${config.partitionCount}`,
+    );
   }
   const p = new Partition(id, config);
   for (const [productId, warehouseId, n] of positions) {
@@ -426,16 +432,19 @@ export function decodeSnapshot(payload: Uint8Array, config: PartitionConfig): Pa
     x.fulfilled = n[4]!;
   }
   for (const h of holds) {
-    p.restoreHold({
-      type: EventType.StockReserved,
-      seq: 0,
-      timeMs: 0,
-      holdId: h.holdId,
-      expireTimeMs: h.expireTimeMs,
-      requestId: h.requestId,
-      lines: h.lines,
-      prepared: h.prepared,
-    }, h.pinned);
+    p.restoreHold(
+      {
+        type: EventType.StockReserved,
+        seq: 0,
+        timeMs: 0,
+        holdId: h.holdId,
+        expireTimeMs: h.expireTimeMs,
+        requestId: h.requestId,
+        lines: h.lines,
+        prepared: h.prepared,
+      },
+      h.pinned,
+    );
   }
   for (const [productId, warehouseId, n] of positions) {
     const x = p.positionForRestore(productId, warehouseId);

@@ -1,21 +1,27 @@
 // Persistence: the journal and snapshots in LMDB, their codec, recovery.
-export {
-  Store,
-  CorruptionError,
-  DataDirError,
-  type Durability,
-  type StoreMeta,
-  type JournalRecord,
-} from "./store.ts";
+
 export {
   type Batch,
   ChecksumError,
-  encodeBatch,
   decodeBatch,
-  encodeSnapshot,
   decodeSnapshot,
+  encodeBatch,
+  encodeSnapshot,
   frame,
   unframe,
 } from "./codec.ts";
-export { recoverPartition, snapshotPartition, type Recovered, type RecoverOptions } from "./recovery.ts";
-export { Reader, Writer, WireError } from "./wire.ts";
+export {
+  type Recovered,
+  type RecoverOptions,
+  recoverPartition,
+  snapshotPartition,
+} from "./recovery.ts";
+export {
+  CorruptionError,
+  DataDirError,
+  type Durability,
+  type JournalRecord,
+  Store,
+  type StoreMeta,
+} from "./store.ts";
+export { Reader, WireError, Writer } from "./wire.ts";

@@ -46,7 +46,8 @@ export function recoverPartition(
       try {
         const p = decodeSnapshot(s.payload, config);
         if (options.untilTimeMs !== undefined && p.timeMs > options.untilTimeMs) continue;
-        if (p.id !== id || p.seq !== s.seq) throw new WireError("snapshot stored under the wrong key");
+        if (p.id !== id || p.seq !== s.seq)
+          throw new WireError("snapshot stored under the wrong key");
         partition = p;
         snapshotSeq = s.seq;
         break;

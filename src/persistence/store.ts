@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type Database, type RootDatabase, open } from "lmdb";
+import { type Database, open, type RootDatabase } from "lmdb";
 import { limits } from "../engine/index.ts";
 import { type Batch, ChecksumError, decodeBatch, encodeBatch, frame, unframe } from "./codec.ts";
 import { WireError } from "./wire.ts";
@@ -112,7 +112,11 @@ export class Store {
     if (!(Number.isInteger(count) && count >= 1 && count <= limits.partitionCountMax)) {
       throw new DataDirError(`partition count must be 1..${limits.partitionCountMax}`);
     }
-    const fresh: StoreMeta = { formatVersion: storeFormatVersion, partitionCount: count, createTimeMs: nowMs };
+    const fresh: StoreMeta = {
+      formatVersion: storeFormatVersion,
+      partitionCount: count,
+      createTimeMs: nowMs,
+    };
     await this.meta.put("meta", fresh);
     return fresh;
   }
@@ -121,7 +125,9 @@ export class Store {
     const m = this.meta.get("meta") as StoreMeta | undefined;
     if (m === undefined) return null;
     if (m.formatVersion !== storeFormatVersion) {
-      throw new DataDirError(`${this.dir} has format ${m.formatVersion}; this stockd reads ${storeFormatVersion}`);
+      throw new DataDirError(
+        `${this.dir} has format ${m.formatVersion}; this stockd reads ${storeFormatVersion}`,
+      );
     }
     return m;
   }
@@ -155,11 +161,23 @@ export class Store {
         throw err;
       }
       if (batch.partition !== partition || batch.lastSeq !== seq) {
-        throw new CorruptionError(partition, seq, last, "journal", "record stored under the wrong key");
+        throw new CorruptionError(
+          partition,
+          seq,
+          last,
+          "journal",
+          "record stored under the wrong key",
+        );
       }
       // The first record may start before `fromSeq` (a batch spans it).
       if (first ? batch.firstSeq > fromSeq : batch.firstSeq !== last + 1) {
-        throw new CorruptionError(partition, seq, last, "journal", `gap: record starts at seq ${batch.firstSeq}`);
+        throw new CorruptionError(
+          partition,
+          seq,
+          last,
+          "journal",
+          `gap: record starts at seq ${batch.firstSeq}`,
+        );
       }
       first = false;
       last = batch.lastSeq;
@@ -169,7 +187,12 @@ export class Store {
 
   /** The last sequence number journaled for a partition (0 if none). */
   lastSeq(partition: number): number {
-    for (const key of this.journal.getKeys({ start: [partition + 1, 0], end: [partition, 0], reverse: true, limit: 1 })) {
+    for (const key of this.journal.getKeys({
+      start: [partition + 1, 0],
+      end: [partition, 0],
+      reverse: true,
+      limit: 1,
+    })) {
       return key[1];
     }
     return 0;
@@ -177,7 +200,9 @@ export class Store {
 
   /** Deletes journal records of a partition whose last seq is >= `fromSeq`. */
   async truncateFrom(partition: number, fromSeq: number): Promise<number> {
-    const keys = [...this.journal.getKeys({ start: [partition, fromSeq], end: [partition + 1, 0] })];
+    const keys = [
+      ...this.journal.getKeys({ start: [partition, fromSeq], end: [partition + 1, 0] }),
+    ];
     await this.root.transaction(() => {
       for (const k of keys) this.journal.removeSync(k);
     });
@@ -187,7 +212,9 @@ export class Store {
   async putSnapshot(partition: number, seq: number, payload: Uint8Array): Promise<void> {
     await this.snapshots.put([partition, seq], frame(payload));
     // Keep the two newest: the older one is the fallback if the newest is damaged.
-    const keys = [...this.snapshots.getKeys({ start: [partition, seq], end: [partition, 0], reverse: true })];
+    const keys = [
+      ...this.snapshots.getKeys({ start: [partition, seq], end: [partition, 0], reverse: true }),
+    ];
     const old = keys.slice(2);
     if (old.length > 0) {
       await this.root.transaction(() => {
@@ -198,7 +225,9 @@ export class Store {
 
   /** Snapshots of a partition, newest first, each checked: either its
    * payload or the corruption found in it. */
-  *snapshotsNewestFirst(partition: number): Generator<{ seq: number; payload: Uint8Array } | CorruptionError> {
+  *snapshotsNewestFirst(
+    partition: number,
+  ): Generator<{ seq: number; payload: Uint8Array } | CorruptionError> {
     for (const { key, value } of this.snapshots.getRange({
       start: [partition + 1, 0],
       end: [partition, 0],

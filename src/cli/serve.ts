@@ -1,0 +1,231 @@
+import { parseArgs } from "node:util";
+import { type Logger, pino } from "pino";
+import { limits } from "../engine/index.ts";
+import { Engine, type RecoveryReport, StartupError } from "../host/index.ts";
+import type { Durability } from "../persistence/index.ts";
+import { parseOrUsage, wholeNumber } from "./args.ts";
+import type { Command } from "./command.ts";
+import { parseDurationMs } from "./duration.ts";
+import { CliFailure, ExitCode, UsageError } from "./errors.ts";
+
+const usage = `Usage: stockd serve [--data DIR] [--workers N] [--partitions N]
+                    [--durability fsync|relaxed] [--hold-duration DURATION]
+                    [--truncate-damaged-tail]
+
+Hosts the engine on a data directory: recovers every partition (newest
+snapshot, then the journal), expires the holds whose deadline passed while
+stockd was down, and runs until SIGTERM or SIGINT; then it closes the engine,
+flushing the journal, and exits 0. Logs are JSON lines (pino) on stdout.
+The network gateway is not enabled yet: serve only hosts the engine.
+
+Options (a flag wins over its environment variable):
+  --data DIR                data directory, created when new
+                            [STOCKD_DATA; default ./data]
+  --workers N               worker threads; 0 runs the partitions in-process
+                            [STOCKD_WORKERS; default: one per core, at most
+                            one per partition]
+  --partitions N            partitions of a new data directory (fixed
+                            afterwards) [STOCKD_PARTITIONS; default ${limits.partitionCountDefault}]
+  --durability MODE         fsync: answer once the journal is synced to disk;
+                            relaxed: once written, the sync right after
+                            [STOCKD_DURABILITY; default fsync]
+  --hold-duration DURATION  default hold duration: 500ms, 2s, 15m, 1h, 1h30m
+                            [STOCKD_HOLD_DURATION; default 15m]
+  --truncate-damaged-tail   start on a damaged journal by deleting the damaged
+                            record and everything after it in its partition
+                            (no environment variable: a deliberate act)
+  -h, --help                this help
+`;
+
+export interface ServeSettings {
+  dataDir: string;
+  workerCount: number | undefined;
+  partitionCount: number | undefined;
+  durability: Durability;
+  holdDurationMs: number;
+  truncateDamagedTail: boolean;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** The flag's value, else the environment variable's (empty counts as
+ * unset), named as the user wrote it for messages. */
+function setting(flag: string, value: string | undefined, variable: string, env: Env) {
+  if (value !== undefined) return { what: flag, text: value };
+  const fromEnv = env[variable];
+  if (fromEnv !== undefined && fromEnv !== "") return { what: variable, text: fromEnv };
+  return undefined;
+}
+
+export function serveSettings(argv: string[], env: Env): ServeSettings {
+  const { values } = parseOrUsage(() =>
+    parseArgs({
+      args: argv,
+      options: {
+        data: { type: "string" },
+        workers: { type: "string" },
+        partitions: { type: "string" },
+        durability: { type: "string" },
+        "hold-duration": { type: "string" },
+        "truncate-damaged-tail": { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }),
+  );
+  const data = setting("--data", values.data, "STOCKD_DATA", env);
+  if (data?.text === "") throw new UsageError("--data must not be empty");
+  const workers = setting("--workers", values.workers, "STOCKD_WORKERS", env);
+  const partitions = setting("--partitions", values.partitions, "STOCKD_PARTITIONS", env);
+  const durability = setting("--durability", values.durability, "STOCKD_DURABILITY", env);
+  if (durability !== undefined && durability.text !== "fsync" && durability.text !== "relaxed") {
+    throw new UsageError(`${durability.what} must be fsync or relaxed, not '${durability.text}'`);
+  }
+  const hold = setting("--hold-duration", values["hold-duration"], "STOCKD_HOLD_DURATION", env);
+  return {
+    dataDir: data?.text ?? "./data",
+    workerCount: workers && wholeNumber(workers.what, workers.text, 0, limits.partitionCountMax),
+    partitionCount:
+      partitions && wholeNumber(partitions.what, partitions.text, 1, limits.partitionCountMax),
+    durability: (durability?.text ?? "fsync") as Durability,
+    holdDurationMs:
+      hold === undefined ? limits.holdDurationMsDefault : holdDuration(hold.what, hold.text),
+    truncateDamagedTail: values["truncate-damaged-tail"] ?? false,
+  };
+}
+
+function holdDuration(what: string, text: string): number {
+  const ms = parseDurationMs(text);
+  if (ms === null) {
+    throw new UsageError(
+      `${what} must be a duration such as 500ms, 2s, 15m, 1h or 1h30m, not '${text}'`,
+    );
+  }
+  if (ms < 1 || ms > limits.holdDurationMsMax) {
+    throw new UsageError(
+      `${what} must be between 1ms and ${limits.holdDurationMsMax / 3_600_000}h, not ${text}`,
+    );
+  }
+  return ms;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const settings = serveSettings(argv, process.env);
+  const logger = pino({ name: "stockd" });
+  // Listening from the start: a signal during recovery stops stockd as soon
+  // as the engine is open, cleanly, instead of killing it mid-recovery.
+  const stop = stopSignal(logger);
+  logger.info({ ...settings }, "starting");
+  let engine: Engine;
+  try {
+    engine = await Engine.open({
+      dataDir: settings.dataDir,
+      durability: settings.durability,
+      holdDurationMs: settings.holdDurationMs,
+      truncateDamagedTail: settings.truncateDamagedTail,
+      ...(settings.workerCount === undefined ? {} : { workerCount: settings.workerCount }),
+      ...(settings.partitionCount === undefined ? {} : { partitionCount: settings.partitionCount }),
+    });
+  } catch (err) {
+    stop.dispose();
+    throw startFailure(logger, err, settings);
+  }
+  logRecovery(logger, engine.recovered, engine.reconciled);
+  logger.info(
+    { dataDir: settings.dataDir, partitions: engine.partitionCount, gateway: "not enabled" },
+    "ready: engine hosted, gateway not enabled",
+  );
+  const signal = await stop.received;
+  logger.info({ signal }, "stopping: closing the engine and flushing the journal");
+  await engine.close();
+  stop.dispose();
+  logger.info("stopped");
+  return ExitCode.Ok;
+}
+
+function startFailure(logger: Logger, err: unknown, settings: ServeSettings): unknown {
+  if (!(err instanceof StartupError)) {
+    logger.fatal({ err: (err as Error).message }, "cannot start");
+    return err;
+  }
+  logger.fatal(
+    { partition: err.partition, seq: err.seq, err: err.message },
+    "journal damaged; not starting",
+  );
+  const hint = settings.truncateDamagedTail
+    ? ""
+    : " — start with --truncate-damaged-tail to drop it and everything after it in that partition";
+  return new CliFailure(`${err.message}${hint}`, ExitCode.Damaged);
+}
+
+function logRecovery(
+  logger: Logger,
+  reports: RecoveryReport[],
+  reconciled: Engine["reconciled"],
+): void {
+  let eventsReplayed = 0;
+  let holdsExpiredAtStart = 0;
+  for (const r of reports) {
+    eventsReplayed += r.eventsReplayed;
+    holdsExpiredAtStart += r.expiredAtStart;
+    if (r.truncatedRecords > 0) {
+      logger.warn(
+        { partition: r.partition, truncatedRecords: r.truncatedRecords, seq: r.seq },
+        "damaged journal tail dropped (--truncate-damaged-tail)",
+      );
+    }
+    for (const detail of r.skippedSnapshots) {
+      logger.warn({ partition: r.partition, detail }, "damaged snapshot skipped");
+    }
+    logger.debug({ ...r }, "partition recovered");
+  }
+  logger.info(
+    {
+      partitions: reports.length,
+      eventsReplayed,
+      holdsExpiredAtStart,
+      snapshotSeqs: reports.map((r) => r.snapshotSeq),
+      seqs: reports.map((r) => r.seq),
+      reservationsAcrossPartitions: reconciled,
+    },
+    "recovered",
+  );
+}
+
+/** Resolves on the first SIGTERM or SIGINT. A second one while the engine
+ * closes exits at once: what was acknowledged is already durable. */
+function stopSignal(logger: Logger) {
+  let resolve: (signal: NodeJS.Signals) => void = () => {};
+  const received = new Promise<NodeJS.Signals>((r) => {
+    resolve = r;
+  });
+  let first: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (first !== null) {
+      logger.warn({ signal }, "second signal: exiting without closing the engine");
+      process.exit(ExitCode.Failed);
+    }
+    first = signal;
+    resolve(signal);
+  };
+  // The engine's own handles keep the process alive in practice; this makes
+  // "runs until a signal" not depend on them.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  return {
+    received,
+    dispose: () => {
+      clearInterval(keepAlive);
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+    },
+  };
+}
+
+export const serveCommand: Command = {
+  name: "serve",
+  summary: "host the engine on a data directory until SIGTERM or SIGINT",
+  usage,
+  run,
+};
