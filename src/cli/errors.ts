@@ -1,3 +1,5 @@
+import { CorruptionError } from "../persistence/index.ts";
+
 // Exit codes and the errors that map to them. One table, so that scripts
 // around stockd can rely on the numbers.
 
@@ -21,10 +23,7 @@ export class UsageError extends Error {
 /** The detail of a CorruptionError, without the "in partition P at seq S"
  * prefix that the caller already prints in its own words. */
 export function corruptionDetail(err: Error): string {
-  const m = /^corrupted \w+ record in partition \d+ at seq \d+ \(last good seq \d+\): (.*)$/s.exec(
-    err.message,
-  );
-  return m?.[1] ?? err.message;
+  return err instanceof CorruptionError ? err.detail : err.message;
 }
 
 /** A failure already put in words for the operator: main prints the

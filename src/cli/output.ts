@@ -41,3 +41,8 @@ export function warn(message: string): void {
 export function count(n: number): string {
   return n.toLocaleString("en-US");
 }
+
+/** (1, "record") -> "1 record"; (2, "record") -> "2 records". */
+export function counted(n: number, noun: string): string {
+  return `${count(n)} ${noun}${n === 1 ? "" : "s"}`;
+}

@@ -85,7 +85,13 @@ async function run(argv: string[]): Promise<number> {
       }
       partitions = [home];
     }
-    await replayAll(store, { partitionCount: meta.partitionCount }, partitions, until, filter);
+    await replayAll(
+      store,
+      { partitionCount: meta.partitionCount, idempotencyWindowMs: meta.idempotencyWindowMs },
+      partitions,
+      until,
+      filter,
+    );
   } finally {
     await store.close();
   }

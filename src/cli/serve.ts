@@ -123,6 +123,10 @@ async function run(argv: string[]): Promise<number> {
       durability: settings.durability,
       holdDurationMs: settings.holdDurationMs,
       truncateDamagedTail: settings.truncateDamagedTail,
+      onBroken: (why) => {
+        logger.fatal({ why }, "engine broke down: every command now fails; stopping");
+        stop.broken();
+      },
       ...(settings.workerCount === undefined ? {} : { workerCount: settings.workerCount }),
       ...(settings.partitionCount === undefined ? {} : { partitionCount: settings.partitionCount }),
     });
@@ -140,7 +144,7 @@ async function run(argv: string[]): Promise<number> {
   await engine.close();
   stop.dispose();
   logger.info("stopped");
-  return ExitCode.Ok;
+  return signal === "BROKEN" ? ExitCode.Failed : ExitCode.Ok;
 }
 
 function startFailure(logger: Logger, err: unknown, settings: ServeSettings): unknown {
@@ -195,8 +199,8 @@ function logRecovery(
 /** Resolves on the first SIGTERM or SIGINT. A second one while the engine
  * closes exits at once: what was acknowledged is already durable. */
 function stopSignal(logger: Logger) {
-  let resolve: (signal: NodeJS.Signals) => void = () => {};
-  const received = new Promise<NodeJS.Signals>((r) => {
+  let resolve: (signal: NodeJS.Signals | "BROKEN") => void = () => {};
+  const received = new Promise<NodeJS.Signals | "BROKEN">((r) => {
     resolve = r;
   });
   let first: NodeJS.Signals | null = null;
@@ -215,6 +219,8 @@ function stopSignal(logger: Logger) {
   process.on("SIGINT", onSignal);
   return {
     received,
+    /** The engine broke down: stop as if signalled, and exit non-zero. */
+    broken: () => resolve("BROKEN"),
     dispose: () => {
       clearInterval(keepAlive);
       process.off("SIGTERM", onSignal);

@@ -39,7 +39,10 @@ async function run(argv: string[]): Promise<number> {
     Number.MAX_SAFE_INTEGER,
   );
   const { store, meta } = await openDataDir(dir, true);
-  const config = { partitionCount: meta.partitionCount };
+  const config = {
+    partitionCount: meta.partitionCount,
+    idempotencyWindowMs: meta.idempotencyWindowMs,
+  };
   const out = new Output();
   const progress = new Progress("snapshot");
   let damaged = false;

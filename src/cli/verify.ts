@@ -18,7 +18,7 @@ import { openDataDir } from "./datadir.ts";
 import { corruptionDetail, ExitCode } from "./errors.ts";
 import { isoTime } from "./format.ts";
 import { untilDamage } from "./journal.ts";
-import { count, Output } from "./output.ts";
+import { count, counted, Output } from "./output.ts";
 import { Progress } from "./progress.ts";
 
 const usage = `Usage: stockd verify --data DIR
@@ -68,7 +68,10 @@ async function run(argv: string[]): Promise<number> {
   );
   const dir = requireData(values.data);
   const { store, meta } = await openDataDir(dir);
-  const config: PartitionConfig = { partitionCount: meta.partitionCount };
+  const config: PartitionConfig = {
+    partitionCount: meta.partitionCount,
+    idempotencyWindowMs: meta.idempotencyWindowMs,
+  };
   const tally: Tally = { partitions: 0, records: 0, events: 0, snapshots: 0, problems: [] };
   const progress = new Progress("verify");
   try {
@@ -86,10 +89,10 @@ async function run(argv: string[]): Promise<number> {
     out.line(`partition ${p.partition}${p.seq === null ? "" : ` seq ${p.seq}`}: ${p.what}`);
   }
   const n = tally.problems.length;
-  const verdict = n === 0 ? "ok" : `${count(n)} problem${n === 1 ? "" : "s"}`;
   out.line(
-    `verify: ${verdict} — ${count(tally.partitions)} partitions, ${count(tally.events)} events ` +
-      `in ${count(tally.records)} records, ${count(tally.snapshots)} snapshots checked`,
+    `verify: ${n === 0 ? "ok" : counted(n, "problem")} — ${counted(tally.partitions, "partition")}, ` +
+      `${counted(tally.events, "event")} in ${counted(tally.records, "record")}, ` +
+      `${counted(tally.snapshots, "snapshot")} checked`,
   );
   await out.flush();
   return n === 0 ? ExitCode.Ok : ExitCode.Failed;
@@ -103,8 +106,8 @@ function verifyPartition(
   report: Report,
 ) {
   scanJournal(store, id, tally, report);
-  const replayedSeq = replayFromEmpty(store, config, id, tally, report);
-  checkSnapshots(store, config, id, replayedSeq, tally);
+  replayFromEmpty(store, config, id, tally, report);
+  checkSnapshots(store, config, id, tally);
 }
 
 /** Reads every record of the partition. It goes on past a damaged record
@@ -144,14 +147,14 @@ function scanJournal(store: Store, id: number, tally: Tally, report: Report): vo
 }
 
 /** Replays the journal from empty (up to the first damaged record) and
- * checks every invariant. Returns the last seq the replay reached. */
+ * checks every invariant. */
 function replayFromEmpty(
   store: Store,
   config: PartitionConfig,
   id: number,
   tally: Tally,
   report: Report,
-): number {
+): void {
   const view = untilDamage(store);
   let partition: Partition;
   try {
@@ -166,7 +169,7 @@ function replayFromEmpty(
       seq: err.seq,
       what: `event does not apply in a replay from empty: ${corruptionDetail(err)}`,
     });
-    return err.seq - 1;
+    return;
   }
   try {
     partition.checkInvariants();
@@ -177,18 +180,11 @@ function replayFromEmpty(
       what: `invariant broken after a replay from empty: ${(err as Error).message}`,
     });
   }
-  return partition.seq;
 }
 
 /** Decodes every snapshot and compares the newest valid one with the
  * journal replayed from empty to its seq. */
-function checkSnapshots(
-  store: Store,
-  config: PartitionConfig,
-  id: number,
-  replayedSeq: number,
-  tally: Tally,
-): void {
+function checkSnapshots(store: Store, config: PartitionConfig, id: number, tally: Tally): void {
   const problem = (seq: number, what: string) => tally.problems.push({ partition: id, seq, what });
   let newest: Partition | null = null;
   for (const s of store.snapshotsNewestFirst(id)) {
@@ -210,22 +206,36 @@ function checkSnapshots(
     }
   }
   if (newest === null) return;
-  if (newest.seq > replayedSeq) {
+  const replayed = replayTo(store, config, id, newest.seq);
+  if (replayed.seq < newest.seq) {
     problem(
       newest.seq,
-      `snapshot is ahead of the journal, which replays only up to seq ${replayedSeq}`,
+      `snapshot not compared: the journal replays only up to seq ${replayed.seq}`,
     );
     return;
   }
-  const replayed = recoverPartition(untilDamage(store).store, id, config, {
-    fromEmpty: true,
-    untilSeq: newest.seq,
-  }).partition;
   if (digestPartition(replayed) !== digestPartition(newest)) {
     problem(
       newest.seq,
       `snapshot differs from the journal replayed from empty to seq ${newest.seq}: ${difference(replayed, newest)}`,
     );
+  }
+}
+
+/** The journal replayed from empty up to `seq`, or as far as it goes: up to
+ * a damaged record or an event that does not apply (both reported apart). */
+function replayTo(store: Store, config: PartitionConfig, id: number, seq: number): Partition {
+  try {
+    return recoverPartition(untilDamage(store).store, id, config, {
+      fromEmpty: true,
+      untilSeq: seq,
+    }).partition;
+  } catch (err) {
+    if (!(err instanceof CorruptionError)) throw err;
+    return recoverPartition(untilDamage(store).store, id, config, {
+      fromEmpty: true,
+      untilSeq: err.seq - 1,
+    }).partition;
   }
 }
 

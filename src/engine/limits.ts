@@ -10,9 +10,14 @@ export const partitionCountMax = 1024;
  * carries many events per partition. */
 export const partitionCountDefault = 64;
 
-/** Units in one command. Far above any real order line; small enough that
- * totals stay exact doubles (< 2^53) for billions of commands. */
+/** Units in one command. Far above any real order line. */
 export const quantityMax = 1_000_000_000;
+
+/** Units any total of one position may reach (received, |adjusted|,
+ * available + reserved). Far beyond any warehouse, and far below 2^53, so
+ * every total stays an exact double: a receipt or adjustment past it is
+ * refused CAPACITY_EXCEEDED rather than rounded. */
+export const unitTotalMax = 1_000_000_000_000_000;
 
 /** Lines in one reservation. A cart larger than this is a bug or an attack. */
 export const lineCountMax = 100;

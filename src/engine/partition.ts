@@ -8,6 +8,7 @@ import {
   idempotencyWindowMsDefault,
   positionCountMax,
   requestCountMax,
+  unitTotalMax,
   wheelTickMsDefault,
 } from "./limits.ts";
 import {
@@ -172,8 +173,16 @@ export class Partition {
     const invalid = validateReceive(cmd) ?? this.foreignProduct(cmd.productId);
     if (invalid !== null) return invalid;
     const key = positionKey(cmd.productId, cmd.warehouseId);
-    if (!this.positions.has(key) && this.positions.size >= positionCountMax) {
+    const known = this.positions.get(key);
+    if (known === undefined && this.positions.size >= positionCountMax) {
       return fail(ErrorCode.CapacityExceeded, "partition holds its maximum of SKU positions");
+    }
+    if (
+      known !== undefined &&
+      (known.received + cmd.quantity > unitTotalMax ||
+        known.available + known.reserved + cmd.quantity > unitTotalMax)
+    ) {
+      return fail(ErrorCode.CapacityExceeded, `position totals may not pass ${unitTotalMax} units`);
     }
     this.emit({
       type: EventType.StockReceived,
@@ -201,6 +210,13 @@ export class Partition {
     }
     if (position === undefined && this.positions.size >= positionCountMax) {
       return fail(ErrorCode.CapacityExceeded, "partition holds its maximum of SKU positions");
+    }
+    if (
+      position !== undefined &&
+      (Math.abs(position.adjusted + cmd.delta) > unitTotalMax ||
+        position.available + position.reserved + cmd.delta > unitTotalMax)
+    ) {
+      return fail(ErrorCode.CapacityExceeded, `position totals may not pass ${unitTotalMax} units`);
     }
     this.emit({
       type: EventType.StockAdjusted,
@@ -234,7 +250,7 @@ export class Partition {
       const line = cmd.lines[i]!;
       const position = this.positions.get(positionKey(line.productId, line.warehouseId));
       const available = position?.available ?? 0;
-      if (available < line.quantity) return this.refuse(requestId, i, available, line, nowMs);
+      if (available < line.quantity) return this.refuse(requestId, i, available, cmd.lines, nowMs);
     }
     if (this.holds.size >= holdCountMax) {
       return fail(ErrorCode.CapacityExceeded, "partition holds its maximum of open holds");
@@ -261,7 +277,7 @@ export class Partition {
       reservation: {
         holdId: event.holdId,
         expireTimeMs: event.expireTimeMs,
-        lines: event.lines,
+        lines: copyLines(event.lines),
         replayed: false,
       },
     };
@@ -309,7 +325,7 @@ export class Partition {
       reservation: {
         holdId: event.holdId,
         expireTimeMs: event.expireTimeMs,
-        lines: event.lines,
+        lines: copyLines(event.lines),
         replayed: false,
       },
     };
@@ -429,7 +445,7 @@ export class Partition {
       holdId: hold.id,
       quantities,
     });
-    return { ok: true, holdId: hold.id, quantities };
+    return { ok: true, holdId: hold.id, quantities: [...quantities] };
   }
 
   /**
@@ -439,9 +455,10 @@ export class Partition {
    */
   expire(nowMs: number, countMax: number = expireCountMaxPerPulse): number {
     const due = this.wheel.due(nowMs, countMax);
+    // `due` took the holds out of the wheel; apply() expects every open,
+    // unpinned hold scheduled, so put them all back before the first event.
+    for (const hold of due) this.wheel.schedule(hold);
     for (const hold of due) {
-      // `due` took the hold out of the wheel; apply() expects it scheduled.
-      this.wheel.schedule(hold);
       this.emit({
         type: EventType.HoldReleased,
         seq: this.seq + 1,
@@ -495,7 +512,7 @@ export class Partition {
           timeMs: event.timeMs,
           holdId: 0,
           expireTimeMs: 0,
-          lines: [],
+          lines: event.lines,
           lineIndex: event.lineIndex,
           available: event.available,
         });
@@ -635,7 +652,7 @@ export class Partition {
     requestId: string,
     lineIndex: number,
     available: number,
-    line: Line,
+    lines: Line[],
     nowMs: number,
   ) {
     if (requestId !== "") {
@@ -646,9 +663,10 @@ export class Partition {
         requestId,
         lineIndex,
         available,
+        lines: copyLines(lines),
       });
     }
-    return outOfStock(lineIndex, available, line);
+    return outOfStock(lineIndex, available, lines[lineIndex]!);
   }
 
   private holdGone(holdId: number, nowMs: number): ReleaseResult & FulfilResult {
@@ -683,20 +701,28 @@ export class Partition {
   private applyReserved(event: StockReserved, rememberRequest: boolean): void {
     const n = event.lines.length;
     if (n === 0) throw new Error(`partition ${this.id}: event ${event.seq} holds no line`);
-    const positions: Position[] = [];
-    const quantities: number[] = [];
-    for (const line of event.lines) {
+    let hold: Hold;
+    if (n === 1) {
+      // The common case: no arrays.
+      const line = event.lines[0]!;
       const p = this.positionFor(line.productId, line.warehouseId);
       p.available -= line.quantity;
       p.reserved += line.quantity;
       checkPosition(p);
-      positions.push(p);
-      quantities.push(line.quantity);
+      hold = new Hold(event.holdId, event.expireTimeMs, event.requestId, p, line.quantity);
+    } else {
+      const positions: Position[] = [];
+      const quantities: number[] = [];
+      for (const line of event.lines) {
+        const p = this.positionFor(line.productId, line.warehouseId);
+        p.available -= line.quantity;
+        p.reserved += line.quantity;
+        checkPosition(p);
+        positions.push(p);
+        quantities.push(line.quantity);
+      }
+      hold = new Hold(event.holdId, event.expireTimeMs, event.requestId, positions, quantities);
     }
-    const hold =
-      n === 1
-        ? new Hold(event.holdId, event.expireTimeMs, event.requestId, positions[0]!, quantities[0]!)
-        : new Hold(event.holdId, event.expireTimeMs, event.requestId, positions, quantities);
     if (this.holds.has(hold.id)) throw new Error(`partition ${this.id}: hold ${hold.id} twice`);
     if (event.prepared) hold.flags = HoldFlag.Prepared;
     this.holds.set(hold.id, hold);
@@ -872,22 +898,32 @@ function sameLines(a: Line[], b: Line[]): boolean {
 }
 
 function answerOf(known: RequestRecord, lines: Line[]): ReserveResult {
-  if (known.holdId === 0) {
-    return outOfStock(known.lineIndex, known.available, lines[known.lineIndex] ?? lines[0]!);
-  }
   if (!sameLines(known.lines, lines)) {
     return fail(
       ErrorCode.RequestIdReused,
-      `request id ${known.requestId} was first used for other lines (hold ${known.holdId})`,
+      known.holdId === 0
+        ? `request id ${known.requestId} was first used for other lines (refused)`
+        : `request id ${known.requestId} was first used for other lines (hold ${known.holdId})`,
     );
+  }
+  if (known.holdId === 0) {
+    return outOfStock(known.lineIndex, known.available, lines[known.lineIndex] ?? lines[0]!);
   }
   return {
     ok: true,
     reservation: {
       holdId: known.holdId,
       expireTimeMs: known.expireTimeMs,
-      lines: known.lines,
+      lines: copyLines(known.lines),
       replayed: true,
     },
   };
+}
+
+function copyLines(lines: Line[]): Line[] {
+  return lines.map((l) => ({
+    productId: l.productId,
+    warehouseId: l.warehouseId,
+    quantity: l.quantity,
+  }));
 }

@@ -86,6 +86,8 @@ export interface ReservationRefused extends EventBase {
   requestId: string;
   lineIndex: number;
   available: number;
+  /** The lines as asked, so that a reuse with other lines is recognised. */
+  lines: Line[];
 }
 export interface HoldReleased extends EventBase {
   type: typeof EventType.HoldReleased;

@@ -29,7 +29,13 @@ import {
   validateRelease,
   validateReserve,
 } from "../engine/index.ts";
-import { CorruptionError, DataDirError, type Durability, Store } from "../persistence/index.ts";
+import {
+  CorruptionError,
+  DataDirError,
+  type Durability,
+  Store,
+  type StoreMeta,
+} from "../persistence/index.ts";
 import { bootHost } from "./boot.ts";
 import { Coordinator } from "./coordinator.ts";
 import type { PartitionHost } from "./partition_host.ts";
@@ -50,12 +56,15 @@ export interface EngineOptions {
   dataDir: string;
   /** Only for a new data directory; afterwards it is read from the directory. */
   partitionCount?: number;
+  /** How long request ids and ended holds are remembered. Fixed per data
+   * directory like the partition count (replay must forget exactly what the
+   * live engine forgot): only for a new one. */
+  idempotencyWindowMs?: number;
   /** Worker threads; 0 runs the partitions on the calling thread (tests,
    * tools). Default: the machine's cores. */
   workerCount?: number;
   durability?: Durability;
   holdDurationMs?: number;
-  idempotencyWindowMs?: number;
   wheelTickMs?: number;
   /** Start even on a damaged journal by deleting the damaged record and
    * everything after it in that partition. */
@@ -69,6 +78,9 @@ export interface EngineOptions {
   snapshotEveryEvents?: number;
   /** How often to check whether a background snapshot is due. */
   snapshotCheckMs?: number;
+  /** Told once when the engine breaks down while running (the journal
+   * failed, a worker died): from then on every command is UNAVAILABLE. */
+  onBroken?: (why: string) => void;
 }
 
 export interface EngineStats extends Stats {
@@ -117,7 +129,7 @@ export class Engine {
   private readonly outboxes: Outbox[];
   private readonly depth: number[];
   private flushScheduled = false;
-  private broken: string | null = null;
+  broken: string | null = null;
   private closed = false;
   private readonly inProcess: PartitionHost[] = [];
   private pulseTimer: NodeJS.Timeout | null = null;
@@ -144,12 +156,19 @@ export class Engine {
 
   static async open(options: EngineOptions): Promise<Engine> {
     const store = Store.open(options.dataDir, { durability: options.durability ?? "fsync" });
-    let partitionCount: number;
+    let meta: StoreMeta;
     try {
-      partitionCount = (await store.initMeta(options.partitionCount, Date.now())).partitionCount;
+      meta = await store.initMeta(
+        {
+          partitionCount: options.partitionCount,
+          idempotencyWindowMs: options.idempotencyWindowMs,
+        },
+        Date.now(),
+      );
     } finally {
       await store.close();
     }
+    const partitionCount = meta.partitionCount;
     const workerCount = options.workerCount ?? Math.min(availableParallelism(), partitionCount);
     if (!(Number.isInteger(workerCount) && workerCount >= 0 && workerCount <= partitionCount)) {
       throw new DataDirError(`worker count must be 0..${partitionCount}`);
@@ -165,7 +184,7 @@ export class Engine {
         partitionCount,
         durability: options.durability ?? "fsync",
         holdDurationMs: options.holdDurationMs ?? limits.holdDurationMsDefault,
-        idempotencyWindowMs: options.idempotencyWindowMs ?? limits.idempotencyWindowMsDefault,
+        idempotencyWindowMs: meta.idempotencyWindowMs,
         wheelTickMs: options.wheelTickMs ?? limits.wheelTickMsDefault,
         epoch: 1,
         truncateDamagedTail: options.truncateDamagedTail ?? false,
@@ -173,9 +192,14 @@ export class Engine {
     }
     const links: Link[] = [];
     let engine: Engine | null = null;
+    // Start-up (expiry of overdue holds) answers nobody: nothing to deliver.
     const deliver = (count: number, results: unknown[], w: number) =>
-      engine!.deliver(count, results, w);
-    const broken = (why: string) => engine?.breakDown(why);
+      engine?.deliver(count, results, w);
+    const broken = (why: string) => {
+      if (engine === null || engine.broken !== null) return;
+      engine.breakDown(why);
+      options.onBroken?.(why);
+    };
     const recovered: RecoveryReport[] = [];
     const hosts: PartitionHost[] = [];
     try {

@@ -219,7 +219,7 @@ export class PartitionHost {
         if (eventCount > this.stats.commitBatchEventsMax)
           this.stats.commitBatchEventsMax = eventCount;
         this.inFlight = null;
-        this.options.onReplies(count, results);
+        if (count > 0) this.options.onReplies(count, results);
         this.maybeCommit();
       },
       (err: Error) => this.fatal(err, count),

@@ -97,6 +97,7 @@ function writeEvent(w: Writer, e: Event): void {
       w.stringField(1, e.requestId);
       w.uintField(2, e.lineIndex);
       w.uintField(3, e.available);
+      for (const l of e.lines) writeLine(w, 4, l);
       break;
     case EventType.HoldReleased:
       w.uintField(1, e.holdId);
@@ -182,8 +183,13 @@ function readEventBody(r: Reader, type: number, seq: number, timeMs: number): Ev
     const tag = r.varint();
     const field = tag >>> 3;
     const wt = tag & 7;
-    if (type === EventType.StockReserved && field === 4 && wt === 2) lines.push(readLine(r));
-    else if (type === EventType.HoldFulfilled && field === 2) readQuantities(r, tag, quantities);
+    if (
+      (type === EventType.StockReserved || type === EventType.ReservationRefused) &&
+      field === 4 &&
+      wt === 2
+    ) {
+      lines.push(readLine(r));
+    } else if (type === EventType.HoldFulfilled && field === 2) readQuantities(r, tag, quantities);
     else if (wt === 2 && field <= 3) {
       const s = r.string();
       if ((type === EventType.StockReserved && field === 3) || field === 1) s1 = s;
@@ -228,7 +234,7 @@ function readEventBody(r: Reader, type: number, seq: number, timeMs: number): Ev
     case EventType.HoldUnpinned:
       return { type, seq, timeMs, holdId: n1 };
     case EventType.ReservationRefused:
-      return { type, seq, timeMs, requestId: s1, lineIndex: n2, available: n3 };
+      return { type, seq, timeMs, requestId: s1, lineIndex: n2, available: n3, lines };
     case EventType.HoldReleased:
       return { type, seq, timeMs, holdId: n1, reason: n2 as ReleaseReason };
     case EventType.HoldFulfilled:

@@ -60,7 +60,11 @@ export function recoverPartition(
   }
   const p = partition ?? new Partition(id, config);
   let eventsReplayed = 0;
-  outer: for (const { batch } of store.readJournal(id, p.seq + 1)) {
+  const done = () => options.untilSeq !== undefined && p.seq >= options.untilSeq;
+  // Stop before reading the next record once the limit is reached: a damaged
+  // record after the requested point must not stop a replay up to it.
+  const records = done() ? [] : store.readJournal(id, p.seq + 1);
+  outer: for (const { batch } of records) {
     for (const event of batch.events) {
       if (event.seq <= p.seq) continue;
       if (options.untilSeq !== undefined && event.seq > options.untilSeq) break outer;
@@ -75,6 +79,7 @@ export function recoverPartition(
     if (options.onProgress !== undefined && eventsReplayed % 65536 < batch.events.length) {
       options.onProgress(eventsReplayed);
     }
+    if (done()) break;
   }
   return { partition: p, snapshotSeq, eventsReplayed };
 }

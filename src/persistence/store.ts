@@ -18,6 +18,8 @@ export const storeFormatVersion = 1;
 export interface StoreMeta {
   formatVersion: number;
   partitionCount: number;
+  /** Fixed per data directory: replay must forget what the engine forgot. */
+  idempotencyWindowMs: number;
   createTimeMs: number;
 }
 
@@ -31,7 +33,8 @@ export class CorruptionError extends Error {
     /** The last good sequence number before it. */
     readonly lastGoodSeq: number,
     readonly what: "journal" | "snapshot",
-    detail: string,
+    /** What was wrong with the record (checksum mismatch, gap, ...). */
+    readonly detail: string,
   ) {
     super(
       `corrupted ${what} record in partition ${partition} at seq ${seq} ` +
@@ -97,24 +100,40 @@ export class Store {
     return new Store(dir, root, journal, snapshots, meta, coordinator, durability);
   }
 
-  /** Reads the directory's metadata, creating it on first use. */
-  async initMeta(partitionCount: number | undefined, nowMs: number): Promise<StoreMeta> {
+  /** Reads the directory's metadata, creating it on first use. The
+   * settings fixed per data directory must match when given. */
+  async initMeta(
+    wanted: { partitionCount?: number | undefined; idempotencyWindowMs?: number | undefined },
+    nowMs: number,
+  ): Promise<StoreMeta> {
     const known = this.readMeta();
     if (known !== null) {
-      if (partitionCount !== undefined && partitionCount !== known.partitionCount) {
-        throw new DataDirError(
-          `${this.dir} has ${known.partitionCount} partitions; the partition count is fixed per data directory (asked for ${partitionCount})`,
-        );
+      const fixed = [
+        ["partitionCount", "partitions", "the partition count"],
+        ["idempotencyWindowMs", "ms of idempotency window", "the idempotency window"],
+      ] as const;
+      for (const [key, unit, name] of fixed) {
+        const w = wanted[key];
+        if (w !== undefined && w !== known[key]) {
+          throw new DataDirError(
+            `${this.dir} has ${known[key]} ${unit}; ${name} is fixed per data directory (asked for ${w})`,
+          );
+        }
       }
       return known;
     }
-    const count = partitionCount ?? limits.partitionCountDefault;
+    const count = wanted.partitionCount ?? limits.partitionCountDefault;
     if (!(Number.isInteger(count) && count >= 1 && count <= limits.partitionCountMax)) {
       throw new DataDirError(`partition count must be 1..${limits.partitionCountMax}`);
+    }
+    const window = wanted.idempotencyWindowMs ?? limits.idempotencyWindowMsDefault;
+    if (!(Number.isSafeInteger(window) && window >= 1)) {
+      throw new DataDirError("idempotency window must be a positive number of milliseconds");
     }
     const fresh: StoreMeta = {
       formatVersion: storeFormatVersion,
       partitionCount: count,
+      idempotencyWindowMs: window,
       createTimeMs: nowMs,
     };
     await this.meta.put("meta", fresh);
