@@ -169,41 +169,42 @@ function readQuantities(r: Reader, tag: number, into: number[]): void {
   r.endLd(outer);
 }
 
+/** The string fields of each event kind; other length-delimited fields
+ * (unknown to this reader) are skipped, never read as text. */
+const eventStringFields: Record<number, readonly number[]> = {
+  [EventType.StockReceived]: [1, 2],
+  [EventType.StockAdjusted]: [1, 2],
+  [EventType.StockReserved]: [3],
+  [EventType.ReservationRefused]: [1],
+};
+
 function readEventBody(r: Reader, type: number, seq: number, timeMs: number): Event {
   const outer = r.beginLd();
+  const strings = eventStringFields[type] ?? [];
+  const hasLines = type === EventType.StockReserved || type === EventType.ReservationRefused;
   let s1 = "";
   let s2 = "";
-  let n1 = 0;
-  let n2 = 0;
-  let n3 = 0;
-  let n5 = 0;
+  // Varint fields by number; each kind reads only its own below, so an
+  // unknown field from a newer writer cannot overwrite a known one.
+  const n = [0, 0, 0, 0, 0, 0];
   const lines: Line[] = [];
   const quantities: number[] = [];
   while (!r.done) {
     const tag = r.varint();
     const field = tag >>> 3;
     const wt = tag & 7;
-    if (
-      (type === EventType.StockReserved || type === EventType.ReservationRefused) &&
-      field === 4 &&
-      wt === 2
-    ) {
+    if (type === EventType.HoldFulfilled && field === 2 && (wt === 0 || wt === 2)) {
+      readQuantities(r, tag, quantities);
+    } else if (wt === 2 && hasLines && field === 4) {
       lines.push(readLine(r));
-    } else if (type === EventType.HoldFulfilled && field === 2) readQuantities(r, tag, quantities);
-    else if (wt === 2 && field <= 3) {
-      const s = r.string();
-      if ((type === EventType.StockReserved && field === 3) || field === 1) s1 = s;
-      else s2 = s;
+    } else if (wt === 2 && strings.includes(field)) {
+      if (field === strings[0]) s1 = r.string();
+      else s2 = r.string();
     } else if (wt === 0 && field <= 5) {
-      const v = type === EventType.StockAdjusted && field === 3 ? r.sint() : r.int();
-      if (field === 1) n1 = v;
-      else if (field === 2) n2 = v;
-      else if (field === 3) n3 = v;
-      else if (field === 4)
-        n1 = v; // StockAdjusted.reason
-      else n5 = v; // StockReserved.prepared
+      n[field] = type === EventType.StockAdjusted && field === 3 ? r.sint() : r.int();
     } else r.skip(wt);
   }
+  const [, n1, n2, n3, n4, n5] = n as [number, number, number, number, number, number];
   r.endLd(outer);
   switch (type) {
     case EventType.StockReceived:
@@ -216,7 +217,7 @@ function readEventBody(r: Reader, type: number, seq: number, timeMs: number): Ev
         productId: s1,
         warehouseId: s2,
         delta: n3,
-        reason: n1 as AdjustmentReason,
+        reason: n4 as AdjustmentReason,
       };
     case EventType.StockReserved:
       return {
@@ -402,12 +403,12 @@ export function decodeSnapshot(payload: Uint8Array, config: PartitionConfig): Pa
         holds.push(readHold(r));
         break;
       case (7 << 3) | 2: {
-        const f = readFields(r);
+        const f = readFields(r, []);
         closed.push([f.n[1] ?? 0, (f.n[2] ?? 0) as HoldOutcome, f.n[3] ?? 0]);
         break;
       }
       case (8 << 3) | 2: {
-        const f = readFields(r, 5);
+        const f = readFields(r, [1], 5);
         requests.push({
           requestId: f.s[1] ?? "",
           timeMs: f.n[2] ?? 0,
@@ -467,12 +468,12 @@ export function decodeSnapshot(payload: Uint8Array, config: PartitionConfig): Pa
 }
 
 function readPosition(r: Reader): [string, string, number[]] {
-  const f = readFields(r, -1, 6);
+  const f = readFields(r, [1, 2], -1, 6);
   return [f.s[1] ?? "", f.s[2] ?? "", [3, 4, 5, 6, 7].map((i) => f.n[i] ?? 0)];
 }
 
 function readHold(r: Reader) {
-  const f = readFields(r, 4);
+  const f = readFields(r, [3], 4);
   return {
     holdId: f.n[1] ?? 0,
     expireTimeMs: f.n[2] ?? 0,
@@ -483,8 +484,9 @@ function readHold(r: Reader) {
   };
 }
 
-/** Reads a flat message: numbers by field, strings by field, and lines. */
-function readFields(r: Reader, linesField = -1, sintField = -1) {
+/** Reads a flat message: numbers by field, the named string fields, and
+ * lines; unknown length-delimited fields are skipped. */
+function readFields(r: Reader, stringFields: readonly number[], linesField = -1, sintField = -1) {
   const outer = r.beginLd();
   const n: number[] = [];
   const s: string[] = [];
@@ -494,7 +496,7 @@ function readFields(r: Reader, linesField = -1, sintField = -1) {
     const field = tag >>> 3;
     const wt = tag & 7;
     if (field === linesField && wt === 2) lines.push(readLine(r));
-    else if (wt === 2) s[field] = r.string();
+    else if (wt === 2 && stringFields.includes(field)) s[field] = r.string();
     else if (wt === 0) n[field] = field === sintField ? r.sint() : r.int();
     else r.skip(wt);
   }

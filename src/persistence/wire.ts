@@ -11,6 +11,14 @@ export class WireError extends Error {
   override name = "WireError";
 }
 
+function utf8(bytes: Uint8Array): string {
+  try {
+    return textDecoder.decode(bytes);
+  } catch {
+    throw new WireError("string is not valid UTF-8");
+  }
+}
+
 export class Writer {
   buf: Uint8Array;
   pos = 0;
@@ -208,12 +216,12 @@ export class Reader {
       let s = "";
       for (let i = start; i < end; i++) {
         const c = b[i]!;
-        if (c >= 0x80) return textDecoder.decode(b.subarray(start, end));
+        if (c >= 0x80) return utf8(b.subarray(start, end));
         s += String.fromCharCode(c);
       }
       return s;
     }
-    return textDecoder.decode(b.subarray(start, end));
+    return utf8(b.subarray(start, end));
   }
 
   /** Starts reading a nested message; returns the outer end to restore. */
