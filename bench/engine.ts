@@ -13,13 +13,14 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { Engine } from "../src/host/index.ts";
 import { type ClientRun, runClients, stockEngine } from "./lib/clients.ts";
+import { type HostRun, runHost } from "./lib/host_driver.ts";
 import { type LoopOptions, type LoopResult, runPartitionLoop } from "./lib/partition_loop.ts";
 import type { FromPartitionWorker, PartitionWorkerData } from "./lib/partition_worker.ts";
 import { type ReplayRun, runReplay } from "./lib/replay.ts";
 import { grouped, ratePerS, round, type Target, table, target, verdictText } from "./lib/stats.ts";
 import type { MemoryFigure, MemoryRun } from "./memory.ts";
 
-const sectionNames = ["partition", "workers", "journal", "replay", "memory"] as const;
+const sectionNames = ["partition", "workers", "journal", "host", "replay", "memory"] as const;
 type SectionName = (typeof sectionNames)[number];
 
 interface Settings {
@@ -364,6 +365,95 @@ async function sectionJournal(s: Settings, cores: number, targets: Target[]) {
   return rows;
 }
 
+// ---- 3b. one worker's host with the journal, no client ---------------------------------
+
+const hostInFlightCounts = [1024, 4096, 16384] as const;
+
+async function sectionHost(s: Settings, targets: Target[]): Promise<HostRun[]> {
+  heading(
+    `3b. One worker's partition host with the journal (${journalPartitionCount} partitions, ` +
+      `${grouped(skuCount)} uniform SKUs), fed command batches as a worker is, no client`,
+  );
+  const rows: HostRun[] = [];
+  for (const [workload, durability] of [
+    ["reserve", "fsync"],
+    ["reserve+release", "fsync"],
+    ["reserve", "relaxed"],
+    ["reserve+release", "relaxed"],
+  ] as const) {
+    for (const inFlight of hostInFlightCounts) {
+      const dataDir = mkdtempSync(join(tmpdir(), "stockd-bench-host-"));
+      try {
+        rows.push(
+          await runHost({
+            workload,
+            dataDir,
+            durability,
+            partitionCount: journalPartitionCount,
+            skuCount,
+            inFlight,
+            warmupMs: s.journalWarmupMs,
+            durationMs: s.journalDurationMs,
+          }),
+        );
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    }
+  }
+  const printed = rows.map((r) => {
+    let verdict = "-";
+    if (r.durability === "fsync") {
+      const t = target(
+        `reservations/s per worker, fsync journal, host fed batches, ${r.workload}, ${r.inFlight} in flight`,
+        r.reservationsPerS,
+        "/s",
+        "atLeast",
+        fsyncReservationsPerSMin,
+      );
+      targets.push(t);
+      verdict = verdictText(t);
+    }
+    return [
+      r.workload,
+      r.durability,
+      String(r.inFlight),
+      grouped(r.reservationsPerS),
+      grouped(r.opsPerS),
+      r.latency.p50Ms.toFixed(3),
+      r.latency.p99Ms.toFixed(3),
+      r.latency.p999Ms.toFixed(3),
+      grouped(r.commitsPerS),
+      r.eventsPerCommit.toFixed(1),
+      r.cpuUsPerOp.toFixed(2),
+      verdict,
+    ];
+  });
+  console.log(
+    table(
+      [
+        "workload",
+        "journal",
+        "in flight",
+        "reservations/s",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "p999 ms",
+        "commits/s",
+        "events/commit",
+        "CPU us/op",
+        "target",
+      ],
+      printed,
+    ),
+  );
+  console.log(
+    "(ops/s counts reservations and releases; CPU us/op is the whole process, LMDB's thread included)",
+  );
+  return rows;
+}
+
 // ---- 4. replay ------------------------------------------------------------------------
 
 async function sectionReplay(s: Settings, targets: Target[]): Promise<ReplayRun> {
@@ -505,6 +595,7 @@ async function main(): Promise<void> {
     partition: () => sectionPartition(s, targets),
     workers: () => sectionWorkers(s, m.cores, targets),
     journal: () => sectionJournal(s, m.cores, targets),
+    host: () => sectionHost(s, targets),
     replay: () => sectionReplay(s, targets),
     memory: () => sectionMemory(s, targets),
   };

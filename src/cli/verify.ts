@@ -257,13 +257,13 @@ function difference(journal: Partition, snapshot: Partition): string {
       return `${b.productId}@${b.warehouseId} is in the snapshot only`;
     }
   }
-  for (const holdId of journal.holds.keys()) {
-    if (!snapshot.holds.has(holdId))
-      return `hold ${holdId} is open in the journal, not in the snapshot`;
+  for (const [key, hold] of journal.holds) {
+    if (!snapshot.holds.has(key))
+      return `hold ${hold.id} is open in the journal, not in the snapshot`;
   }
-  for (const holdId of snapshot.holds.keys()) {
-    if (!journal.holds.has(holdId))
-      return `hold ${holdId} is open in the snapshot, not in the journal`;
+  for (const [key, hold] of snapshot.holds) {
+    if (!journal.holds.has(key))
+      return `hold ${hold.id} is open in the snapshot, not in the journal`;
   }
   return "open holds, ended holds or remembered request ids differ";
 }

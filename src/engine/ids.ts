@@ -1,13 +1,20 @@
 import { idLengthMax, partitionCountMax } from "./limits.ts";
 
-/** Ids are printable ASCII without spaces: safe in keys, logs and URLs. */
-const idPattern = /^[\x21-\x7e]+$/;
+/** Ids are printable ASCII without spaces (0x21..0x7e): safe in keys, logs
+ * and URLs. */
+function isPrintableAscii(id: string): boolean {
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
 
 export function idError(what: string, id: unknown): string | null {
   if (typeof id !== "string") return `${what} must be a string`;
   if (id.length === 0) return `${what} must not be empty`;
   if (id.length > idLengthMax) return `${what} is longer than ${idLengthMax} characters`;
-  if (!idPattern.test(id)) return `${what} must be printable ASCII without spaces`;
+  if (!isPrintableAscii(id)) return `${what} must be printable ASCII without spaces`;
   return null;
 }
 

@@ -38,8 +38,11 @@ export const idempotencyWindowMsDefault = 24 * 3600 * 1000;
  * when a burst of keyed requests arrives faster than the window drains. */
 export const requestCountMax = 1_000_000;
 
-/** Remembered ended holds per partition, same reason. */
-export const closedHoldCountMax = 1_000_000;
+/** Remembered ended holds per partition, whatever the window: 40 bytes
+ * each. Past it the oldest are forgotten first (a late release of one then
+ * answers HOLD_NOT_FOUND rather than HOLD_RELEASED/EXPIRED/FULFILLED). A
+ * larger map also costs cache misses on every close. */
+export const closedHoldCountMax = 262_144;
 
 /** Open holds per partition. About 150 MB of memory at the limit. */
 export const holdCountMax = 4_000_000;
@@ -67,6 +70,12 @@ export const workerQueueCountMax = 100_000;
 /** Commands per message to a worker: bounds the structured-clone cost of one
  * postMessage and the time a worker spends before it yields. */
 export const workerBatchCountMax = 8192;
+
+/** Events that start a journal transaction while a command batch is still
+ * running (when none is in flight): the sync then overlaps the rest of the
+ * batch instead of following it. Small enough to start early, large enough
+ * that a transaction carries many events. */
+export const commitEarlyEventCount = 512;
 
 /** Events per journal batch. Bounds one LMDB value and one transaction. */
 export const journalBatchEventCountMax = 65_536;

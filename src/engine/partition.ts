@@ -1,4 +1,4 @@
-import { Fifo } from "./fifo.ts";
+import { Fifo, NumberRing } from "./fifo.ts";
 import { holdIdOf, partitionOf, positionKey } from "./ids.ts";
 import {
   closedHoldCountMax,
@@ -6,6 +6,7 @@ import {
   holdCountMax,
   holdDurationMsDefault,
   idempotencyWindowMsDefault,
+  partitionCountMax,
   positionCountMax,
   requestCountMax,
   unitTotalMax,
@@ -73,12 +74,18 @@ export class Hold implements WheelEntry {
   wheelSlot = -1;
   flags = 0;
   constructor(
-    readonly id: number,
+    /** The seq of the event that placed it: a small integer, cheap as a key. */
+    readonly seq: number,
+    readonly partition: number,
     public expireTimeMs: number,
     readonly requestId: string,
     readonly position: Position | Position[],
     readonly quantity: number | number[],
   ) {}
+
+  get id(): number {
+    return holdIdOf(this.seq, this.partition);
+  }
 
   get lineCount(): number {
     return Array.isArray(this.position) ? this.position.length : 1;
@@ -137,10 +144,13 @@ export interface PartitionConfig {
  */
 export class Partition {
   readonly positions = new Map<string, Position>();
+  /** Open holds by seq (the hold id is seq * 1024 + partition). */
   readonly holds = new Map<number, Hold>();
-  /** Recently ended holds: id -> closeTimeMs * 8 + outcome. */
-  readonly closedHolds = new Map<number, number>();
-  private readonly closedOrder = new Fifo<number>();
+  /** Recently ended holds: seq -> closeTimeMs * 8 + outcome; their seqs and
+   * close times in close order, for forgetting past the window. */
+  private readonly closedHolds = new Map<number, number>();
+  private readonly closedOrder = new NumberRing();
+  private readonly closedTimes = new NumberRing();
   readonly requests = new Map<string, RequestRecord>();
   private readonly requestOrder = new Fifo<RequestRecord>();
   readonly wheel: TimerWheel<Hold>;
@@ -155,6 +165,8 @@ export class Partition {
   timeMs = 0;
   /** Events emitted and applied but not yet taken by the host. */
   outbox: Event[] = [];
+  /** The position a command just looked up, for its event's apply(). */
+  private positionHint: Position | null = null;
 
   constructor(
     readonly id: number,
@@ -251,6 +263,8 @@ export class Partition {
       const position = this.positions.get(positionKey(line.productId, line.warehouseId));
       const available = position?.available ?? 0;
       if (available < line.quantity) return this.refuse(requestId, i, available, cmd.lines, nowMs);
+      // apply() looks the position up again; spare it the key and the lookup.
+      this.positionHint = position!;
     }
     if (this.holds.size >= holdCountMax) {
       return fail(ErrorCode.CapacityExceeded, "partition holds its maximum of open holds");
@@ -355,7 +369,7 @@ export class Partition {
   abort(cmd: ReleaseHold, nowMs: number): ReleaseResult {
     const invalid = validateRelease(cmd);
     if (invalid !== null) return invalid;
-    const hold = this.holds.get(cmd.holdId);
+    const hold = this.holds.get(this.keyOf(cmd.holdId));
     if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
     this.emit({
       type: EventType.HoldReleased,
@@ -376,7 +390,7 @@ export class Partition {
   ): ReleaseResult {
     const invalid = validateRelease(cmd);
     if (invalid !== null) return invalid;
-    const hold = this.holds.get(cmd.holdId);
+    const hold = this.holds.get(this.keyOf(cmd.holdId));
     if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
     if (needed(hold)) {
       this.emit({ type, seq: this.seq + 1, timeMs: this.eventTime(nowMs), holdId: hold.id });
@@ -401,7 +415,7 @@ export class Partition {
   release(cmd: ReleaseHold, nowMs: number): ReleaseResult {
     const invalid = validateRelease(cmd);
     if (invalid !== null) return invalid;
-    const hold = this.holds.get(cmd.holdId);
+    const hold = this.holds.get(this.keyOf(cmd.holdId));
     if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
     this.emit({
       type: EventType.HoldReleased,
@@ -416,7 +430,7 @@ export class Partition {
   fulfil(cmd: FulfilHold, nowMs: number): FulfilResult {
     const invalid = validateFulfil(cmd);
     if (invalid !== null) return invalid;
-    const hold = this.holds.get(cmd.holdId);
+    const hold = this.holds.get(this.keyOf(cmd.holdId));
     if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
     const quantities: number[] = [];
     for (let i = 0; i < hold.lineCount; i++) quantities.push(hold.quantityAt(i));
@@ -579,7 +593,7 @@ export class Partition {
 
   /** An open hold, or how a recently ended one ended; null if unknown. */
   hold(holdId: number): HoldView | null {
-    const h = this.holds.get(holdId);
+    const h = this.holds.get(this.keyOf(holdId));
     if (h !== undefined) {
       return {
         holdId,
@@ -591,7 +605,7 @@ export class Partition {
         pinned: (h.flags & HoldFlag.Pinned) !== 0,
       };
     }
-    const closed = this.closedHolds.get(holdId);
+    const closed = this.closedHolds.get(this.keyOf(holdId));
     if (closed === undefined) return null;
     return {
       holdId,
@@ -670,7 +684,7 @@ export class Partition {
   }
 
   private holdGone(holdId: number, nowMs: number): ReleaseResult & FulfilResult {
-    const closed = this.closedHolds.get(holdId);
+    const closed = this.closedHolds.get(this.keyOf(holdId));
     const horizon = this.eventTime(nowMs) - this.idempotencyWindowMs;
     if (closed === undefined || Math.floor(closed / 8) <= horizon) {
       return fail(ErrorCode.HoldNotFound, `hold ${holdId} not found`);
@@ -701,15 +715,23 @@ export class Partition {
   private applyReserved(event: StockReserved, rememberRequest: boolean): void {
     const n = event.lines.length;
     if (n === 0) throw new Error(`partition ${this.id}: event ${event.seq} holds no line`);
+    const key = this.keyOf(event.holdId);
+    if (key < 0)
+      throw new Error(`partition ${this.id}: hold ${event.holdId} is not of this partition`);
     let hold: Hold;
     if (n === 1) {
       // The common case: no arrays.
       const line = event.lines[0]!;
-      const p = this.positionFor(line.productId, line.warehouseId);
+      const hint = this.positionHint;
+      this.positionHint = null;
+      const p =
+        hint !== null && hint.productId === line.productId && hint.warehouseId === line.warehouseId
+          ? hint
+          : this.positionFor(line.productId, line.warehouseId);
       p.available -= line.quantity;
       p.reserved += line.quantity;
       checkPosition(p);
-      hold = new Hold(event.holdId, event.expireTimeMs, event.requestId, p, line.quantity);
+      hold = new Hold(key, this.id, event.expireTimeMs, event.requestId, p, line.quantity);
     } else {
       const positions: Position[] = [];
       const quantities: number[] = [];
@@ -721,11 +743,11 @@ export class Partition {
         positions.push(p);
         quantities.push(line.quantity);
       }
-      hold = new Hold(event.holdId, event.expireTimeMs, event.requestId, positions, quantities);
+      hold = new Hold(key, this.id, event.expireTimeMs, event.requestId, positions, quantities);
     }
-    if (this.holds.has(hold.id)) throw new Error(`partition ${this.id}: hold ${hold.id} twice`);
+    if (this.holds.has(hold.seq)) throw new Error(`partition ${this.id}: hold ${hold.id} twice`);
     if (event.prepared) hold.flags = HoldFlag.Prepared;
-    this.holds.set(hold.id, hold);
+    this.holds.set(hold.seq, hold);
     this.wheel.schedule(hold);
     if (rememberRequest && event.requestId !== "") {
       this.remember({
@@ -741,7 +763,7 @@ export class Partition {
   }
 
   private openHold(holdId: number, seq: number): Hold {
-    const hold = this.holds.get(holdId);
+    const hold = this.holds.get(this.keyOf(holdId));
     if (hold === undefined)
       throw new Error(`partition ${this.id}: event ${seq} ends hold ${holdId}, not open`);
     return hold;
@@ -749,9 +771,10 @@ export class Partition {
 
   private close(hold: Hold, outcome: HoldOutcome, timeMs: number): void {
     this.wheel.cancel(hold);
-    this.holds.delete(hold.id);
-    this.closedHolds.set(hold.id, timeMs * 8 + outcome);
-    this.closedOrder.push(hold.id);
+    this.holds.delete(hold.seq);
+    this.closedHolds.set(hold.seq, timeMs * 8 + outcome);
+    this.closedOrder.push(hold.seq);
+    this.closedTimes.push(timeMs);
   }
 
   /** Restores a remembered request (snapshot load) or records a new one. */
@@ -773,15 +796,17 @@ export class Partition {
 
   /** Restores an ended hold (snapshot load). */
   rememberClosed(holdId: number, outcome: HoldOutcome, closeTimeMs: number): void {
-    this.closedHolds.set(holdId, closeTimeMs * 8 + outcome);
-    this.closedOrder.push(holdId);
+    const key = this.keyOf(holdId);
+    this.closedHolds.set(key, closeTimeMs * 8 + outcome);
+    this.closedOrder.push(key);
+    this.closedTimes.push(closeTimeMs);
   }
 
   /** Restores an open hold (snapshot load; its request is restored apart). */
   restoreHold(event: StockReserved, pinned: boolean): void {
     this.applyReserved(event, false);
     if (pinned) {
-      const hold = this.holds.get(event.holdId)!;
+      const hold = this.holds.get(this.keyOf(event.holdId))!;
       hold.flags |= HoldFlag.Pinned;
       this.wheel.cancel(hold);
     }
@@ -805,19 +830,12 @@ export class Partition {
 
   private forgetClosed(nowMs: number): void {
     const horizon = nowMs - this.idempotencyWindowMs;
-    let id = this.closedOrder.peek();
-    while (id !== undefined) {
-      const packed = this.closedHolds.get(id);
-      if (
-        packed !== undefined &&
-        Math.floor(packed / 8) > horizon &&
-        this.closedOrder.length <= closedHoldCountMax
-      ) {
-        break;
-      }
-      this.closedOrder.shift();
-      this.closedHolds.delete(id);
-      id = this.closedOrder.peek();
+    while (
+      this.closedOrder.length > 0 &&
+      (this.closedTimes.peek() <= horizon || this.closedOrder.length > closedHoldCountMax)
+    ) {
+      this.closedHolds.delete(this.closedOrder.shift());
+      this.closedTimes.shift();
     }
   }
 
@@ -828,10 +846,25 @@ export class Partition {
 
   /** The ended holds, oldest first (snapshots). */
   closedInOrder(): { holdId: number; outcome: HoldOutcome; closeTimeMs: number }[] {
-    return this.closedOrder.toArray().map((holdId) => {
-      const packed = this.closedHolds.get(holdId)!;
-      return { holdId, outcome: (packed % 8) as HoldOutcome, closeTimeMs: Math.floor(packed / 8) };
+    return this.closedOrder.toArray().map((seq) => {
+      const packed = this.closedHolds.get(seq)!;
+      return {
+        holdId: holdIdOf(seq, this.id),
+        outcome: (packed % 8) as HoldOutcome,
+        closeTimeMs: Math.floor(packed / 8),
+      };
     });
+  }
+
+  /** Ended holds remembered now. */
+  get closedHoldCount(): number {
+    return this.closedHolds.size;
+  }
+
+  /** The map key (seq) of a hold id of this partition; -1 for another's. */
+  private keyOf(holdId: number): number {
+    const seq = (holdId - this.id) / partitionCountMax;
+    return Number.isInteger(seq) && seq > 0 ? seq : -1;
   }
 }
 

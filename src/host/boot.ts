@@ -2,6 +2,7 @@ import { Partition } from "../engine/index.ts";
 import { CorruptionError, recoverPartition, Store } from "../persistence/index.ts";
 import { PartitionHost } from "./partition_host.ts";
 import type { RecoveryReport, WorkerConfig } from "./protocol.ts";
+import type { Answers } from "./transport.ts";
 
 export interface Booted {
   host: PartitionHost;
@@ -17,7 +18,7 @@ export interface Booted {
 export async function bootHost(
   config: WorkerConfig,
   now: () => number,
-  onReplies: (count: number, results: unknown[]) => void,
+  onReplies: (count: number, results: Answers) => void,
   onFatal: (err: Error) => void,
 ): Promise<Booted> {
   const store = Store.open(config.dataDir, { durability: config.durability });

@@ -50,7 +50,7 @@ import {
   type ToWorker,
   type WorkerConfig,
 } from "./protocol.ts";
-import { decodeResult, encodeCommand } from "./transport.ts";
+import { type Answers, decodeResult, encodeCommand } from "./transport.ts";
 
 export interface EngineOptions {
   dataDir: string;
@@ -193,7 +193,7 @@ export class Engine {
     const links: Link[] = [];
     let engine: Engine | null = null;
     // Start-up (expiry of overdue holds) answers nobody: nothing to deliver.
-    const deliver = (count: number, results: unknown[], w: number) =>
+    const deliver = (count: number, results: Answers, w: number) =>
       engine?.deliver(count, results, w);
     const broken = (why: string) => {
       if (engine === null || engine.broken !== null) return;
@@ -545,10 +545,10 @@ export class Engine {
     this.links[w]!.send(box.ops, box.args);
   }
 
-  private deliver(count: number, results: unknown[], worker: number): void {
+  private deliver(count: number, results: Answers, worker: number): void {
     this.depth[worker]! -= count;
     const waiting = this.waiting[worker]!;
-    const cursor = { i: 0 };
+    const cursor = { i: 0, j: 0 };
     for (let k = 0; k < count; k++) {
       const w = waiting.shift();
       if (w === undefined) throw new Error(`worker ${worker} answered more than it was asked`);
@@ -567,7 +567,7 @@ export class Engine {
 
 function startWorker(
   config: WorkerConfig,
-  deliver: (count: number, results: unknown[]) => void,
+  deliver: (count: number, results: Answers) => void,
   broken: (why: string) => void,
 ): Promise<{ link: Link; recovered: RecoveryReport[] }> {
   const target = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);

@@ -10,14 +10,20 @@ import {
 } from "../engine/index.ts";
 import type { Batch, Store } from "../persistence/index.ts";
 import { Op, type Op as OpCode, type Stats } from "./protocol.ts";
-import { decodeCommand, encodeFailure, encodeResult } from "./transport.ts";
+import {
+  type Answers,
+  decodeCommand,
+  encodeFailure,
+  encodeResult,
+  newAnswers,
+} from "./transport.ts";
 
 export interface HostOptions {
   epoch: number;
   partitionCount: number;
   now: () => number;
   /** Receives `count` answers in command order, flat-encoded. */
-  onReplies: (count: number, results: unknown[]) => void;
+  onReplies: (count: number, results: Answers) => void;
   /** Told when the journal cannot be written: the host then stops. */
   onFatal: (err: Error) => void;
 }
@@ -36,8 +42,10 @@ export class PartitionHost {
   private pendingEventCount = 0;
   /** Answers (flat-encoded) waiting for the next transaction to be durable. */
   private pendingCount = 0;
-  private pendingResults: unknown[] = [];
+  private pendingResults: Answers = newAnswers();
   private inFlight: Promise<void> | null = null;
+  /** The partition the running command was routed to. */
+  private touched: Partition | null = null;
   private failed: Error | null = null;
   private closing = false;
   readonly stats: Stats = {
@@ -60,7 +68,7 @@ export class PartitionHost {
   /** Executes commands in order (flat-encoded, see transport.ts); their
    * answers follow, in the same order, once durable. */
   execute(ops: OpCode[], args: unknown[]): void {
-    const ready: unknown[] = [];
+    const ready = newAnswers();
     let readyCount = 0;
     const now = this.options.now();
     const cursor = { i: 0 };
@@ -72,7 +80,10 @@ export class PartitionHost {
           ? fail(ErrorCode.Unavailable, `journal failed: ${this.failed.message}`)
           : this.run(op, cmd, now);
       this.stats.commands++;
-      this.collectEvents();
+      // A command touches at most the partition it was routed to.
+      const touched = this.touched;
+      if (touched !== null && touched.outbox.length > 0) this.collectFrom(touched);
+      this.touched = null;
       if (this.inFlight === null && this.pendingEventCount === 0 && this.pendingCount === 0) {
         // Nothing is waiting to be durable: the answer can leave now.
         encodeResult(op, result, ready);
@@ -80,6 +91,11 @@ export class PartitionHost {
       } else {
         encodeResult(op, result, this.pendingResults);
         this.pendingCount++;
+        // Start the transaction early when none is in flight, so that its
+        // sync overlaps the rest of this batch.
+        if (this.inFlight === null && this.pendingEventCount >= limits.commitEarlyEventCount) {
+          this.maybeCommit();
+        }
       }
     }
     if (readyCount > 0) this.options.onReplies(readyCount, ready);
@@ -177,23 +193,28 @@ export class PartitionHost {
 
   private byProduct(productId: unknown): Partition | null {
     if (typeof productId !== "string") return null;
-    return this.partitions.get(partitionOf(productId, this.options.partitionCount)) ?? null;
+    const p = this.partitions.get(partitionOf(productId, this.options.partitionCount)) ?? null;
+    this.touched = p;
+    return p;
   }
 
   private byHold(holdId: unknown): Partition | null {
     if (typeof holdId !== "number" || !Number.isSafeInteger(holdId) || holdId < 0) return null;
-    return this.partitions.get(partitionOfHold(holdId)) ?? null;
+    const p = this.partitions.get(partitionOfHold(holdId)) ?? null;
+    this.touched = p;
+    return p;
   }
 
   private collectEvents(): void {
-    for (const p of this.partitions.values()) {
-      if (p.outbox.length === 0) continue;
-      const events = p.takeOutbox();
-      const pending = this.pendingEvents.get(p.id);
-      if (pending === undefined) this.pendingEvents.set(p.id, events);
-      else for (const e of events) pending.push(e);
-      this.pendingEventCount += events.length;
-    }
+    for (const p of this.partitions.values()) if (p.outbox.length > 0) this.collectFrom(p);
+  }
+
+  private collectFrom(p: Partition): void {
+    const events = p.takeOutbox();
+    const pending = this.pendingEvents.get(p.id);
+    if (pending === undefined) this.pendingEvents.set(p.id, events);
+    else for (const e of events) pending.push(e);
+    this.pendingEventCount += events.length;
   }
 
   private maybeCommit(): void {
@@ -201,14 +222,14 @@ export class PartitionHost {
     if (this.pendingEventCount === 0) {
       if (this.pendingCount > 0) this.options.onReplies(this.pendingCount, this.pendingResults);
       this.pendingCount = 0;
-      this.pendingResults = [];
+      this.pendingResults = newAnswers();
       return;
     }
     const batches = this.takeBatches();
     const count = this.pendingCount;
     const results = this.pendingResults;
     this.pendingCount = 0;
-    this.pendingResults = [];
+    this.pendingResults = newAnswers();
     const eventCount = batches.reduce((n, b) => n + b.events.length, 0);
     const started = performance.now();
     this.inFlight = this.store.append(batches).then(
@@ -252,10 +273,10 @@ export class PartitionHost {
     this.inFlight = null;
     const unavailable = fail(ErrorCode.Unavailable, `journal write failed: ${err.message}`);
     const count = inFlightCount + this.pendingCount;
-    const results: unknown[] = [];
+    const results = newAnswers();
     for (let i = 0; i < count; i++) encodeFailure(unavailable, results);
     this.pendingCount = 0;
-    this.pendingResults = [];
+    this.pendingResults = newAnswers();
     this.options.onReplies(count, results);
     this.options.onFatal(err);
   }

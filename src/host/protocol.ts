@@ -1,3 +1,5 @@
+import type { Answers } from "./transport.ts";
+
 // Messages between the engine (main thread) and its worker threads.
 
 export const Op = {
@@ -57,7 +59,7 @@ export interface RecoveryReport {
 /** Worker to main thread. */
 export type FromWorker =
   | { t: "ready"; recovered: RecoveryReport[] }
-  | { t: "replies"; count: number; results: unknown[] }
+  | { t: "replies"; count: number; results: Answers }
   | { t: "fatal"; error: SerializedError }
   | { t: "closed" };
 

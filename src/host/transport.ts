@@ -131,25 +131,43 @@ function readLines(a: unknown[], at: number): Line[] {
   return lines;
 }
 
-/** Appends an answer: [1, ...fields] or [0, code, message, lineIndex, available]. */
-export function encodeResult(op: Op, r: unknown, out: unknown[]): void {
+/** Answers, flat: numbers in one array (kept all-double, so nothing is
+ * boxed), strings and objects in another. */
+export interface Answers {
+  n: number[];
+  s: unknown[];
+}
+
+export function newAnswers(): Answers {
+  return { n: [], s: [] };
+}
+
+export interface AnswerCursor {
+  i: number;
+  j: number;
+}
+
+/** Appends an answer: n [1, ...fields], or n [0, lineIndex, available] and
+ * s [code, message]. */
+export function encodeResult(op: Op, r: unknown, out: Answers): void {
   // biome-ignore lint/suspicious/noExplicitAny: results are the engine's tagged unions
   const x = r as any;
   if (!x.ok) {
-    out.push(0, x.code, x.message, x.lineIndex ?? -1, x.available ?? -1);
+    encodeFailure(x as Failure, out);
     return;
   }
+  const n = out.n;
   switch (op) {
     case Op.Receive:
     case Op.Adjust: {
       const p = x.position;
-      out.push(1, p.available, p.reserved, p.received, p.adjusted, p.fulfilled);
+      n.push(1, p.available, p.reserved, p.received, p.adjusted, p.fulfilled);
       return;
     }
     case Op.Reserve:
     case Op.Prepare: {
       const v = x.reservation;
-      out.push(1, v.holdId, v.expireTimeMs, v.replayed ? 1 : 0);
+      n.push(1, v.holdId, v.expireTimeMs, v.replayed ? 1 : 0);
       return;
     }
     case Op.Release:
@@ -157,33 +175,38 @@ export function encodeResult(op: Op, r: unknown, out: unknown[]): void {
     case Op.Abort:
     case Op.Pin:
     case Op.Unpin:
-      out.push(1, x.holdId);
+      n.push(1, x.holdId);
       return;
     case Op.Fulfil:
-      out.push(1, x.holdId, x.quantities.length, ...x.quantities);
+      n.push(1, x.holdId, x.quantities.length);
+      for (const q of x.quantities) n.push(q);
       return;
     default:
-      out.push(1, r);
+      n.push(1);
+      out.s.push(r);
   }
 }
 
-export function encodeFailure(f: Failure, out: unknown[]): void {
-  out.push(0, f.code, f.message, f.lineIndex ?? -1, f.available ?? -1);
+export function encodeFailure(f: Failure, out: Answers): void {
+  out.n.push(0, f.lineIndex ?? -1, f.available ?? -1);
+  out.s.push(f.code, f.message);
 }
 
 /** Reads one answer back, given the command it answers. */
-export function decodeResult(op: Op, cmd: unknown, a: unknown[], cursor: { i: number }): unknown {
+export function decodeResult(op: Op, cmd: unknown, a: Answers, cursor: AnswerCursor): unknown {
+  const n = a.n;
   let i = cursor.i;
-  const ok = a[i++] === 1;
+  const ok = n[i++] === 1;
   let r: unknown;
   if (!ok) {
     const extra: Partial<Failure> = {};
-    const lineIndex = a[i + 2] as number;
-    const available = a[i + 3] as number;
+    const lineIndex = n[i]!;
+    const available = n[i + 1]!;
     if (lineIndex >= 0) extra.lineIndex = lineIndex;
     if (available >= 0) extra.available = available;
-    r = fail(a[i] as ErrorCode, a[i + 1] as string, extra);
-    i += 4;
+    r = fail(a.s[cursor.j] as ErrorCode, a.s[cursor.j + 1] as string, extra);
+    cursor.j += 2;
+    i += 2;
   } else {
     switch (op) {
       case Op.Receive:
@@ -194,11 +217,11 @@ export function decodeResult(op: Op, cmd: unknown, a: unknown[], cursor: { i: nu
           position: {
             productId: c.productId,
             warehouseId: c.warehouseId,
-            available: a[i],
-            reserved: a[i + 1],
-            received: a[i + 2],
-            adjusted: a[i + 3],
-            fulfilled: a[i + 4],
+            available: n[i],
+            reserved: n[i + 1],
+            received: n[i + 2],
+            adjusted: n[i + 3],
+            fulfilled: n[i + 4],
           },
         };
         i += 5;
@@ -214,7 +237,7 @@ export function decodeResult(op: Op, cmd: unknown, a: unknown[], cursor: { i: nu
         }));
         r = {
           ok: true,
-          reservation: { holdId: a[i], expireTimeMs: a[i + 1], lines, replayed: a[i + 2] === 1 },
+          reservation: { holdId: n[i], expireTimeMs: n[i + 1], lines, replayed: n[i + 2] === 1 },
         };
         i += 3;
         break;
@@ -224,17 +247,17 @@ export function decodeResult(op: Op, cmd: unknown, a: unknown[], cursor: { i: nu
       case Op.Abort:
       case Op.Pin:
       case Op.Unpin:
-        r = { ok: true, holdId: a[i++] };
+        r = { ok: true, holdId: n[i++] };
         break;
       case Op.Fulfil: {
-        const holdId = a[i] as number;
-        const n = a[i + 1] as number;
-        r = { ok: true, holdId, quantities: a.slice(i + 2, i + 2 + n) };
-        i += 2 + n;
+        const holdId = n[i]!;
+        const count = n[i + 1]!;
+        r = { ok: true, holdId, quantities: n.slice(i + 2, i + 2 + count) };
+        i += 2 + count;
         break;
       }
       default:
-        r = a[i++];
+        r = a.s[cursor.j++];
     }
   }
   cursor.i = i;

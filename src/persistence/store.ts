@@ -153,10 +153,12 @@ export class Store {
 
   /** Appends batches in one transaction; resolves once durable (per mode). */
   append(batches: Batch[]): Promise<void> {
-    const records = batches.map((b) => [b.partition, b.lastSeq, frame(encodeBatch(b))] as const);
-    return this.root.transaction(() => {
-      for (const [p, seq, record] of records) this.journal.putSync([p, seq], record);
-    }) as Promise<void>;
+    // Plain puts issued in one turn go into one transaction, run entirely on
+    // lmdb's write thread (a transaction callback would wait for this thread).
+    let last: Promise<boolean> | null = null;
+    for (const b of batches)
+      last = this.journal.put([b.partition, b.lastSeq], frame(encodeBatch(b)));
+    return last === null ? Promise.resolve() : last.then(() => undefined);
   }
 
   /**

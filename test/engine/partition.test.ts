@@ -709,7 +709,7 @@ describe("Partition: idempotency", () => {
     // The record leaves memory with the next event after the window.
     stock(p, A, W1, 1, T0 + 1 + windowMs);
     expect(p.hold(r.holdId)).toBeNull();
-    expect(p.closedHolds.size).toBe(0);
+    expect(p.closedHoldCount).toBe(0);
   });
 });
 

@@ -1001,7 +1001,7 @@ function runOps(p: Partition, ops: readonly Op[], startMs: number, withExpiry: b
         );
         break;
       case "mark": {
-        const ids = [...p.holds.keys()];
+        const ids = [...p.holds.values()].map((h) => h.id);
         if (ids.length === 0) break;
         const holdId = ids[o.pick % ids.length]!;
         if (o.how === "confirm") p.confirm({ holdId }, now);
@@ -1012,12 +1012,12 @@ function runOps(p: Partition, ops: readonly Op[], startMs: number, withExpiry: b
       }
       case "release":
       case "fulfil": {
-        const ids = [...p.holds.keys()];
+        const ids = [...p.holds.values()].map((h) => h.id);
         if (ids.length === 0) break;
         const holdId = ids[o.pick % ids.length]!;
         if (o.k === "release") p.release({ holdId }, now);
         else {
-          const hold = p.holds.get(holdId)!;
+          const hold = [...p.holds.values()].find((h) => h.id === holdId)!;
           p.fulfil(
             o.partial
               ? { holdId, quantities: hold.lines().map((l) => Math.floor(l.quantity / 2)) }
