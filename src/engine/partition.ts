@@ -367,18 +367,7 @@ export class Partition {
 
   /** Releases a prepared hold whose reservation was aborted. */
   abort(cmd: ReleaseHold, nowMs: number): ReleaseResult {
-    const invalid = validateRelease(cmd);
-    if (invalid !== null) return invalid;
-    const hold = this.holds.get(this.keyOf(cmd.holdId));
-    if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
-    this.emit({
-      type: EventType.HoldReleased,
-      seq: this.seq + 1,
-      timeMs: this.eventTime(nowMs),
-      holdId: hold.id,
-      reason: ReleaseReason.Aborted,
-    });
-    return { ok: true, holdId: hold.id };
+    return this.end(cmd, nowMs, ReleaseReason.Aborted);
   }
 
   /** Emits a marking event when `needed` says the hold lacks it; ok either way. */
@@ -413,6 +402,10 @@ export class Partition {
   }
 
   release(cmd: ReleaseHold, nowMs: number): ReleaseResult {
+    return this.end(cmd, nowMs, ReleaseReason.Released);
+  }
+
+  private end(cmd: ReleaseHold, nowMs: number, reason: ReleaseReason): ReleaseResult {
     const invalid = validateRelease(cmd);
     if (invalid !== null) return invalid;
     const hold = this.holds.get(this.keyOf(cmd.holdId));
@@ -422,7 +415,7 @@ export class Partition {
       seq: this.seq + 1,
       timeMs: this.eventTime(nowMs),
       holdId: hold.id,
-      reason: ReleaseReason.Released,
+      reason,
     });
     return { ok: true, holdId: hold.id };
   }
