@@ -4,7 +4,6 @@ import {
   type Partition,
   type PartitionConfig,
   type Position,
-  positionKey,
 } from "../engine/index.ts";
 import {
   CorruptionError,
@@ -245,15 +244,15 @@ function difference(journal: Partition, snapshot: Partition): string {
   if (journal.seq !== snapshot.seq || journal.timeMs !== snapshot.timeMs) {
     return `journal at seq ${journal.seq} ${isoTime(journal.timeMs)}, snapshot at seq ${snapshot.seq} ${isoTime(snapshot.timeMs)}`;
   }
-  for (const [key, a] of journal.positions) {
-    const b = snapshot.positions.get(key);
+  for (const a of journal.positions.values()) {
+    const b = snapshot.positions.get(a.productId, a.warehouseId);
     if (b === undefined) return `${a.productId}@${a.warehouseId} is missing from the snapshot`;
     if (positionText(a) !== positionText(b)) {
       return `${a.productId}@${a.warehouseId}: journal ${positionText(a)}; snapshot ${positionText(b)}`;
     }
   }
   for (const b of snapshot.positions.values()) {
-    if (!journal.positions.has(positionKey(b.productId, b.warehouseId))) {
+    if (journal.positions.get(b.productId, b.warehouseId) === undefined) {
       return `${b.productId}@${b.warehouseId} is in the snapshot only`;
     }
   }

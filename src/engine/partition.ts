@@ -1,5 +1,5 @@
 import { Fifo, NumberRing } from "./fifo.ts";
-import { holdIdOf, partitionOf, positionKey } from "./ids.ts";
+import { holdIdOf, partitionOf } from "./ids.ts";
 import {
   closedHoldCountMax,
   expireCountMaxPerPulse,
@@ -12,6 +12,8 @@ import {
   unitTotalMax,
   wheelTickMsDefault,
 } from "./limits.ts";
+import { Position } from "./position.ts";
+import { PositionIndex } from "./positions.ts";
 import {
   type AdjustResult,
   type AdjustStock,
@@ -45,19 +47,6 @@ import {
   validateReserve,
 } from "./validate.ts";
 import { TimerWheel, type WheelEntry } from "./wheel.ts";
-
-/** One SKU position: a product in a warehouse, owned by one partition. */
-export class Position {
-  available = 0;
-  reserved = 0;
-  received = 0;
-  adjusted = 0;
-  fulfilled = 0;
-  constructor(
-    readonly productId: string,
-    readonly warehouseId: string,
-  ) {}
-}
 
 /** Bits of `Hold.flags`. */
 export const HoldFlag = {
@@ -142,8 +131,10 @@ export interface PartitionConfig {
  * the very same code. Emitted events collect in `outbox` for the host to
  * journal; a command's answer may be released only once they are durable.
  */
+export { Position };
+
 export class Partition {
-  readonly positions = new Map<string, Position>();
+  readonly positions = new PositionIndex();
   /** Open holds by seq (the hold id is seq * 1024 + partition). */
   readonly holds = new Map<number, Hold>();
   /** Recently ended holds: seq -> closeTimeMs * 8 + outcome; their seqs and
@@ -184,8 +175,7 @@ export class Partition {
   receiveStock(cmd: ReceiveStock, nowMs: number): ReceiveResult {
     const invalid = validateReceive(cmd) ?? this.foreignProduct(cmd.productId);
     if (invalid !== null) return invalid;
-    const key = positionKey(cmd.productId, cmd.warehouseId);
-    const known = this.positions.get(key);
+    const known = this.positions.get(cmd.productId, cmd.warehouseId);
     if (known === undefined && this.positions.size >= positionCountMax) {
       return fail(ErrorCode.CapacityExceeded, "partition holds its maximum of SKU positions");
     }
@@ -204,14 +194,13 @@ export class Partition {
       warehouseId: cmd.warehouseId,
       quantity: cmd.quantity,
     });
-    return { ok: true, position: viewOf(this.positions.get(key)!) };
+    return { ok: true, position: viewOf(this.positions.get(cmd.productId, cmd.warehouseId)!) };
   }
 
   adjustStock(cmd: AdjustStock, nowMs: number): AdjustResult {
     const invalid = validateAdjust(cmd) ?? this.foreignProduct(cmd.productId);
     if (invalid !== null) return invalid;
-    const key = positionKey(cmd.productId, cmd.warehouseId);
-    const position = this.positions.get(key);
+    const position = this.positions.get(cmd.productId, cmd.warehouseId);
     const available = position?.available ?? 0;
     if (available + cmd.delta < 0) {
       return fail(
@@ -239,7 +228,7 @@ export class Partition {
       delta: cmd.delta,
       reason: cmd.reason,
     });
-    return { ok: true, position: viewOf(this.positions.get(key)!) };
+    return { ok: true, position: viewOf(this.positions.get(cmd.productId, cmd.warehouseId)!) };
   }
 
   reserve(cmd: ReserveStock, nowMs: number): ReserveResult {
@@ -260,7 +249,7 @@ export class Partition {
     }
     for (let i = 0; i < cmd.lines.length; i++) {
       const line = cmd.lines[i]!;
-      const position = this.positions.get(positionKey(line.productId, line.warehouseId));
+      const position = this.positions.get(line.productId, line.warehouseId);
       const available = position?.available ?? 0;
       if (available < line.quantity) return this.refuse(requestId, i, available, cmd.lines, nowMs);
       // apply() looks the position up again; spare it the key and the lookup.
@@ -311,7 +300,7 @@ export class Partition {
     }
     for (let i = 0; i < cmd.lines.length; i++) {
       const line = cmd.lines[i]!;
-      const position = this.positions.get(positionKey(line.productId, line.warehouseId));
+      const position = this.positions.get(line.productId, line.warehouseId);
       const available = position?.available ?? 0;
       if (available < line.quantity) return outOfStock(i, available, line);
     }
@@ -580,7 +569,7 @@ export class Partition {
   // ---- reads ---------------------------------------------------------------
 
   position(productId: string, warehouseId: string): PositionView | null {
-    const p = this.positions.get(positionKey(productId, warehouseId));
+    const p = this.positions.get(productId, warehouseId);
     return p === undefined ? null : viewOf(p);
   }
 
@@ -696,13 +685,7 @@ export class Partition {
   }
 
   private positionFor(productId: string, warehouseId: string): Position {
-    const key = positionKey(productId, warehouseId);
-    let p = this.positions.get(key);
-    if (p === undefined) {
-      p = new Position(productId, warehouseId);
-      this.positions.set(key, p);
-    }
-    return p;
+    return this.positions.getOrAdd(productId, warehouseId);
   }
 
   private applyReserved(event: StockReserved, rememberRequest: boolean): void {

@@ -1,6 +1,5 @@
 import { cpSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { positionKey } from "../../src/engine/index.ts";
 import { encodeSnapshot, recoverPartition, Store } from "../../src/persistence/index.ts";
 import {
   buildDataDir,
@@ -133,7 +132,7 @@ describe("snapshot", () => {
     const store = Store.open(dir);
     try {
       const { partition } = recoverPartition(store, 2, { partitionCount }, { fromEmpty: true });
-      const p = partition.positions.get(positionKey(fx.c, "blr"))!;
+      const p = partition.positions.get(fx.c, "blr")!;
       p.received += 5;
       p.available += 5;
       await store.putSnapshot(2, partition.seq, encodeSnapshot(partition));
