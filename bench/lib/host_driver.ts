@@ -7,7 +7,7 @@
 import { limits } from "../../src/engine/index.ts";
 import { bootHost } from "../../src/host/boot.ts";
 import { Op } from "../../src/host/protocol.ts";
-import { type Answers, decodeResult, encodeCommand } from "../../src/host/transport.ts";
+import { type Answers, decodeResult, encodeCommand, FlatWriter } from "../../src/host/transport.ts";
 import { Store } from "../../src/persistence/index.ts";
 import { LatencyHistogram, type LatencySummary, round } from "./stats.ts";
 
@@ -79,12 +79,12 @@ async function run(o: HostOptions): Promise<HostRun> {
       if (left === 0) resolve();
     };
     const ops: Op[] = [];
-    const args: unknown[] = [];
+    const args = new FlatWriter();
     for (const p of products) {
       ops.push(Op.Receive);
       encodeCommand(Op.Receive, { productId: p, warehouseId: "w1", quantity: 1_000_000_000 }, args);
     }
-    host.execute(ops, args);
+    host.execute(ops, args.finish());
   });
 
   // Reserve a random SKU; when held, release it. `sent` mirrors what is in
@@ -112,7 +112,7 @@ async function run(o: HostOptions): Promise<HostRun> {
     const n = o.inFlight - inFlight;
     if (n <= 0) return;
     const batchOps: Op[] = [];
-    const batchArgs: unknown[] = [];
+    const batchArgs = new FlatWriter();
     const t = performance.now();
     for (let i = 0; i < n; i++) {
       const holdId = toRelease.pop();
@@ -134,7 +134,7 @@ async function run(o: HostOptions): Promise<HostRun> {
       sent.push({ op, cmd, t });
     }
     inFlight += n;
-    host.execute(batchOps, batchArgs);
+    host.execute(batchOps, batchArgs.finish());
   };
   onReplies = (count, results) => {
     const now = performance.now();

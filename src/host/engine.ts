@@ -50,7 +50,7 @@ import {
   type ToWorker,
   type WorkerConfig,
 } from "./protocol.ts";
-import { type Answers, decodeResult, encodeCommand } from "./transport.ts";
+import { type Answers, decodeResult, encodeCommand, type Flat, FlatWriter } from "./transport.ts";
 
 export interface EngineOptions {
   dataDir: string;
@@ -103,13 +103,13 @@ export class StartupError extends Error {
 }
 
 interface Link {
-  send(ops: Op[], args: unknown[]): void;
+  send(ops: Op[], args: Flat): void;
   close(): Promise<void>;
 }
 
 interface Outbox {
   ops: Op[];
-  args: unknown[];
+  args: FlatWriter;
 }
 
 /** A command sent and not yet answered. Answers come back in send order. */
@@ -149,7 +149,7 @@ export class Engine {
     readonly partitionCount: number,
     private readonly links: Link[],
   ) {
-    this.outboxes = links.map(() => ({ ops: [], args: [] }));
+    this.outboxes = links.map(() => ({ ops: [], args: new FlatWriter() }));
     this.waiting = links.map(() => new Fifo<Waiting>());
     this.depth = links.map(() => 0);
   }
@@ -541,8 +541,8 @@ export class Engine {
   private flushOne(w: number): void {
     const box = this.outboxes[w]!;
     if (box.ops.length === 0) return;
-    this.outboxes[w] = { ops: [], args: [] };
-    this.links[w]!.send(box.ops, box.args);
+    this.outboxes[w] = { ops: [], args: new FlatWriter() };
+    this.links[w]!.send(box.ops, box.args.finish());
   }
 
   private deliver(count: number, results: Answers, worker: number): void {
@@ -587,7 +587,13 @@ function startWorker(
           resolve({
             recovered: msg.recovered,
             link: {
-              send: (ops, args) => worker.postMessage({ t: "cmds", ops, args } satisfies ToWorker),
+              send: (ops, args) => {
+                // Exactly the numbers, their buffer moved to the worker, not cloned.
+                const n = args.n.slice();
+                worker.postMessage({ t: "cmds", ops, args: { n, s: args.s } } satisfies ToWorker, [
+                  n.buffer,
+                ]);
+              },
               close: () =>
                 new Promise<void>((done) => {
                   closed = done;

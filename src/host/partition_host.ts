@@ -12,9 +12,11 @@ import type { Batch, Store } from "../persistence/index.ts";
 import { Op, type Op as OpCode, type Stats } from "./protocol.ts";
 import {
   type Answers,
+  type AnswerWriter,
   decodeCommand,
   encodeFailure,
   encodeResult,
+  type Flat,
   newAnswers,
 } from "./transport.ts";
 
@@ -42,7 +44,7 @@ export class PartitionHost {
   private pendingEventCount = 0;
   /** Answers (flat-encoded) waiting for the next transaction to be durable. */
   private pendingCount = 0;
-  private pendingResults: Answers = newAnswers();
+  private pendingResults: AnswerWriter = newAnswers();
   private inFlight: Promise<void> | null = null;
   /** The partition the running command was routed to. */
   private touched: Partition | null = null;
@@ -67,11 +69,11 @@ export class PartitionHost {
 
   /** Executes commands in order (flat-encoded, see transport.ts); their
    * answers follow, in the same order, once durable. */
-  execute(ops: OpCode[], args: unknown[]): void {
+  execute(ops: OpCode[], args: Flat): void {
     const ready = newAnswers();
     let readyCount = 0;
     const now = this.options.now();
-    const cursor = { i: 0 };
+    const cursor = { i: 0, j: 0 };
     for (let k = 0; k < ops.length; k++) {
       const op = ops[k]!;
       const cmd = decodeCommand(op, args, cursor);
@@ -98,7 +100,7 @@ export class PartitionHost {
         }
       }
     }
-    if (readyCount > 0) this.options.onReplies(readyCount, ready);
+    if (readyCount > 0) this.options.onReplies(readyCount, ready.finish());
     this.maybeCommit();
   }
 
@@ -220,7 +222,9 @@ export class PartitionHost {
   private maybeCommit(): void {
     if (this.inFlight !== null || this.failed !== null) return;
     if (this.pendingEventCount === 0) {
-      if (this.pendingCount > 0) this.options.onReplies(this.pendingCount, this.pendingResults);
+      if (this.pendingCount > 0) {
+        this.options.onReplies(this.pendingCount, this.pendingResults.finish());
+      }
       this.pendingCount = 0;
       this.pendingResults = newAnswers();
       return;
@@ -240,7 +244,7 @@ export class PartitionHost {
         if (eventCount > this.stats.commitBatchEventsMax)
           this.stats.commitBatchEventsMax = eventCount;
         this.inFlight = null;
-        if (count > 0) this.options.onReplies(count, results);
+        if (count > 0) this.options.onReplies(count, results.finish());
         this.maybeCommit();
       },
       (err: Error) => this.fatal(err, count),
@@ -277,7 +281,7 @@ export class PartitionHost {
     for (let i = 0; i < count; i++) encodeFailure(unavailable, results);
     this.pendingCount = 0;
     this.pendingResults = newAnswers();
-    this.options.onReplies(count, results);
+    this.options.onReplies(count, results.finish());
     this.options.onFatal(err);
   }
 }

@@ -1,4 +1,4 @@
-import type { Answers } from "./transport.ts";
+import type { Answers, Flat } from "./transport.ts";
 
 // Messages between the engine (main thread) and its worker threads.
 
@@ -44,7 +44,7 @@ export interface WorkerConfig {
 }
 
 /** Main thread to worker. Commands of one event-loop turn travel together. */
-export type ToWorker = { t: "cmds"; ops: Op[]; args: unknown[] } | { t: "close" };
+export type ToWorker = { t: "cmds"; ops: Op[]; args: Flat } | { t: "close" };
 
 export interface RecoveryReport {
   partition: number;

@@ -11,37 +11,41 @@ import {
 } from "../engine/index.ts";
 import { Op } from "./protocol.ts";
 
-// Commands and answers cross the thread boundary as flat arrays of numbers
-// and strings: structured clone copies those ~10x faster than nested objects
-// (measured: 1.0 us vs 0.18 us per reserve command, 2.0 us vs 0.03 us per
-// answer). Only commands that passed validation on the sending side are
-// encoded; the partition validates them again.
+// Commands and answers cross the thread boundary flat: numbers in a
+// Float64Array, strings (and the rare object) in an array. Structured clone
+// copies those far faster than nested objects (measured: 1.0 us vs 0.18 us
+// per reserve command, 2.0 us vs 0.03 us per answer), and filling a
+// Float64Array is ~5x faster than pushing doubles onto a JS array. Only
+// commands that passed validation on the sending side are encoded; the
+// partition validates them again.
 
 /** Appends a validated command's fields. */
-export function encodeCommand(op: Op, arg: unknown, out: unknown[]): void {
+export function encodeCommand(op: Op, arg: unknown, out: FlatWriter): void {
   switch (op) {
     case Op.Receive: {
       const c = arg as ReceiveStock;
-      out.push(c.productId, c.warehouseId, c.quantity);
+      out.s.push(c.productId, c.warehouseId);
+      out.num(c.quantity);
       return;
     }
     case Op.Adjust: {
       const c = arg as AdjustStock;
-      out.push(c.productId, c.warehouseId, c.delta, c.reason);
+      out.s.push(c.productId, c.warehouseId);
+      out.num(c.delta);
+      out.num(c.reason);
       return;
     }
     case Op.Reserve: {
       const c = arg as ReserveStock;
-      out.push(c.lines.length);
-      for (const l of c.lines) out.push(l.productId, l.warehouseId, l.quantity);
-      out.push(c.requestId ?? "", c.holdDurationMs ?? 0);
+      writeLines(c.lines, out);
+      out.s.push(c.requestId ?? "");
+      out.num(c.holdDurationMs ?? 0);
       return;
     }
     case Op.Prepare: {
       const c = arg as PrepareHold;
-      out.push(c.lines.length);
-      for (const l of c.lines) out.push(l.productId, l.warehouseId, l.quantity);
-      out.push(c.expireTimeMs);
+      writeLines(c.lines, out);
+      out.num(c.expireTimeMs);
       return;
     }
     case Op.Release:
@@ -49,125 +53,169 @@ export function encodeCommand(op: Op, arg: unknown, out: unknown[]): void {
     case Op.Abort:
     case Op.Pin:
     case Op.Unpin:
-      out.push((arg as { holdId: number }).holdId);
+      out.num((arg as { holdId: number }).holdId);
       return;
     case Op.Fulfil: {
       const c = arg as FulfilHold;
-      out.push(c.holdId);
-      if (c.quantities === undefined) out.push(-1);
-      else out.push(c.quantities.length, ...c.quantities);
+      out.num(c.holdId);
+      if (c.quantities === undefined) out.num(-1);
+      else {
+        out.num(c.quantities.length);
+        for (const q of c.quantities) out.num(q);
+      }
       return;
     }
     default:
-      out.push(arg);
+      out.s.push(arg);
   }
 }
 
-/** Reads one command back; `cursor.i` moves past it. */
-export function decodeCommand(op: Op, a: unknown[], cursor: { i: number }): unknown {
-  let i = cursor.i;
-  let cmd: unknown;
-  switch (op) {
-    case Op.Receive:
-      cmd = { productId: a[i], warehouseId: a[i + 1], quantity: a[i + 2] };
-      i += 3;
-      break;
-    case Op.Adjust:
-      cmd = { productId: a[i], warehouseId: a[i + 1], delta: a[i + 2], reason: a[i + 3] };
-      i += 4;
-      break;
-    case Op.Reserve: {
-      const lines = readLines(a, i);
-      i += 1 + lines.length * 3;
-      const c: ReserveStock = { lines };
-      const requestId = a[i] as string;
-      const holdDurationMs = a[i + 1] as number;
-      if (requestId !== "") c.requestId = requestId;
-      if (holdDurationMs !== 0) c.holdDurationMs = holdDurationMs;
-      i += 2;
-      cmd = c;
-      break;
-    }
-    case Op.Prepare: {
-      const lines = readLines(a, i);
-      i += 1 + lines.length * 3;
-      cmd = { lines, expireTimeMs: a[i++] };
-      break;
-    }
-    case Op.Release:
-    case Op.Confirm:
-    case Op.Abort:
-    case Op.Pin:
-    case Op.Unpin:
-      cmd = { holdId: a[i++] };
-      break;
-    case Op.Fulfil: {
-      const c: FulfilHold = { holdId: a[i++] as number };
-      const n = a[i++] as number;
-      if (n >= 0) {
-        c.quantities = a.slice(i, i + n) as number[];
-        i += n;
-      }
-      cmd = c;
-      break;
-    }
-    default:
-      cmd = a[i++];
+function writeLines(lines: Line[], out: FlatWriter): void {
+  out.num(lines.length);
+  for (const l of lines) {
+    out.s.push(l.productId, l.warehouseId);
+    out.num(l.quantity);
   }
-  cursor.i = i;
-  return cmd;
 }
 
-function readLines(a: unknown[], at: number): Line[] {
-  const n = a[at] as number;
+function readLines(a: Flat, cursor: FlatCursor): Line[] {
+  const count = a.n[cursor.i++]!;
   const lines: Line[] = [];
-  for (let k = 0, i = at + 1; k < n; k++, i += 3) {
+  for (let k = 0; k < count; k++) {
     lines.push({
-      productId: a[i] as string,
-      warehouseId: a[i + 1] as string,
-      quantity: a[i + 2] as number,
+      productId: a.s[cursor.j] as string,
+      warehouseId: a.s[cursor.j + 1] as string,
+      quantity: a.n[cursor.i++]!,
     });
+    cursor.j += 2;
   }
   return lines;
 }
 
-/** Answers, flat: numbers in one array (kept all-double, so nothing is
- * boxed), strings and objects in another. */
-export interface Answers {
-  n: number[];
+/** Reads one command back; the cursor moves past it. */
+export function decodeCommand(op: Op, a: Flat, cursor: FlatCursor): unknown {
+  const n = a.n;
+  const s = a.s;
+  switch (op) {
+    case Op.Receive: {
+      const cmd = { productId: s[cursor.j], warehouseId: s[cursor.j + 1], quantity: n[cursor.i++] };
+      cursor.j += 2;
+      return cmd;
+    }
+    case Op.Adjust: {
+      const cmd = {
+        productId: s[cursor.j],
+        warehouseId: s[cursor.j + 1],
+        delta: n[cursor.i],
+        reason: n[cursor.i + 1],
+      };
+      cursor.j += 2;
+      cursor.i += 2;
+      return cmd;
+    }
+    case Op.Reserve: {
+      const c: ReserveStock = { lines: readLines(a, cursor) };
+      const requestId = s[cursor.j++] as string;
+      const holdDurationMs = n[cursor.i++]!;
+      if (requestId !== "") c.requestId = requestId;
+      if (holdDurationMs !== 0) c.holdDurationMs = holdDurationMs;
+      return c;
+    }
+    case Op.Prepare: {
+      const lines = readLines(a, cursor);
+      return { lines, expireTimeMs: n[cursor.i++] };
+    }
+    case Op.Release:
+    case Op.Confirm:
+    case Op.Abort:
+    case Op.Pin:
+    case Op.Unpin:
+      return { holdId: n[cursor.i++] };
+    case Op.Fulfil: {
+      const c: FulfilHold = { holdId: n[cursor.i++]! };
+      const count = n[cursor.i++]!;
+      if (count >= 0) {
+        c.quantities = Array.from(n.subarray(cursor.i, cursor.i + count));
+        cursor.i += count;
+      }
+      return c;
+    }
+    default:
+      return s[cursor.j++];
+  }
+}
+
+/** Commands or answers, flat: numbers, then strings and objects. */
+export interface Flat {
+  n: Float64Array;
   s: unknown[];
 }
+export type Answers = Flat;
 
-export function newAnswers(): Answers {
-  return { n: [], s: [] };
-}
-
-export interface AnswerCursor {
+export interface FlatCursor {
   i: number;
   j: number;
 }
 
+/** Builds a Flat. */
+export class FlatWriter {
+  private buf = new Float64Array(1024);
+  private len = 0;
+  readonly s: unknown[] = [];
+
+  num(v: number): void {
+    if (this.len === this.buf.length) {
+      const next = new Float64Array(this.buf.length * 2);
+      next.set(this.buf);
+      this.buf = next;
+    }
+    this.buf[this.len++] = v;
+  }
+
+  get size(): number {
+    return this.len;
+  }
+
+  /** What was written; a view, valid until this writer is written again. */
+  finish(): Flat {
+    return { n: this.buf.subarray(0, this.len), s: this.s };
+  }
+}
+
+export type AnswerWriter = FlatWriter;
+
+export function newAnswers(): FlatWriter {
+  return new FlatWriter();
+}
+
 /** Appends an answer: n [1, ...fields], or n [0, lineIndex, available] and
  * s [code, message]. */
-export function encodeResult(op: Op, r: unknown, out: Answers): void {
+export function encodeResult(op: Op, r: unknown, out: AnswerWriter): void {
   // biome-ignore lint/suspicious/noExplicitAny: results are the engine's tagged unions
   const x = r as any;
   if (!x.ok) {
     encodeFailure(x as Failure, out);
     return;
   }
-  const n = out.n;
   switch (op) {
     case Op.Receive:
     case Op.Adjust: {
       const p = x.position;
-      n.push(1, p.available, p.reserved, p.received, p.adjusted, p.fulfilled);
+      out.num(1);
+      out.num(p.available);
+      out.num(p.reserved);
+      out.num(p.received);
+      out.num(p.adjusted);
+      out.num(p.fulfilled);
       return;
     }
     case Op.Reserve:
     case Op.Prepare: {
       const v = x.reservation;
-      n.push(1, v.holdId, v.expireTimeMs, v.replayed ? 1 : 0);
+      out.num(1);
+      out.num(v.holdId);
+      out.num(v.expireTimeMs);
+      out.num(v.replayed ? 1 : 0);
       return;
     }
     case Op.Release:
@@ -175,25 +223,30 @@ export function encodeResult(op: Op, r: unknown, out: Answers): void {
     case Op.Abort:
     case Op.Pin:
     case Op.Unpin:
-      n.push(1, x.holdId);
+      out.num(1);
+      out.num(x.holdId);
       return;
     case Op.Fulfil:
-      n.push(1, x.holdId, x.quantities.length);
-      for (const q of x.quantities) n.push(q);
+      out.num(1);
+      out.num(x.holdId);
+      out.num(x.quantities.length);
+      for (const q of x.quantities) out.num(q);
       return;
     default:
-      n.push(1);
+      out.num(1);
       out.s.push(r);
   }
 }
 
-export function encodeFailure(f: Failure, out: Answers): void {
-  out.n.push(0, f.lineIndex ?? -1, f.available ?? -1);
+export function encodeFailure(f: Failure, out: AnswerWriter): void {
+  out.num(0);
+  out.num(f.lineIndex ?? -1);
+  out.num(f.available ?? -1);
   out.s.push(f.code, f.message);
 }
 
 /** Reads one answer back, given the command it answers. */
-export function decodeResult(op: Op, cmd: unknown, a: Answers, cursor: AnswerCursor): unknown {
+export function decodeResult(op: Op, cmd: unknown, a: Flat, cursor: FlatCursor): unknown {
   const n = a.n;
   let i = cursor.i;
   const ok = n[i++] === 1;
@@ -252,7 +305,7 @@ export function decodeResult(op: Op, cmd: unknown, a: Answers, cursor: AnswerCur
       case Op.Fulfil: {
         const holdId = n[i]!;
         const count = n[i + 1]!;
-        r = { ok: true, holdId, quantities: n.slice(i + 2, i + 2 + count) };
+        r = { ok: true, holdId, quantities: Array.from(n.subarray(i + 2, i + 2 + count)) };
         i += 2 + count;
         break;
       }

@@ -28,7 +28,13 @@ try {
   const { host, store, recovered } = await bootHost(
     config,
     Date.now,
-    (count, results) => post({ t: "replies", count, results }),
+    (count, results) => {
+      // A copy of exactly the answers, its buffer moved, not cloned, to the main thread.
+      const n = results.n.slice();
+      port.postMessage({ t: "replies", count, results: { n, s: results.s } } satisfies FromWorker, [
+        n.buffer,
+      ]);
+    },
     (err) => post({ t: "fatal", error: serialize(err) }),
   );
   const pulse = setInterval(() => host.pulse(), config.wheelTickMs);
