@@ -14,6 +14,7 @@ import {
 } from "./limits.ts";
 import { Position } from "./position.ts";
 import { PositionIndex } from "./positions.ts";
+import { SeqTable } from "./seq_table.ts";
 import {
   type AdjustResult,
   type AdjustStock,
@@ -139,7 +140,7 @@ export class Partition {
   readonly holds = new Map<number, Hold>();
   /** Recently ended holds: seq -> closeTimeMs * 8 + outcome; their seqs and
    * close times in close order, for forgetting past the window. */
-  private readonly closedHolds = new Map<number, number>();
+  private readonly closedHolds = new SeqTable();
   private readonly closedOrder = new NumberRing();
   private readonly closedTimes = new NumberRing();
   readonly requests = new Map<string, RequestRecord>();
