@@ -45,9 +45,14 @@ export class Writer {
     this.ensure(10);
     const b = this.buf;
     let p = this.pos;
-    while (v >= 0x80) {
+    // Above 2^31 bit operations would wrap: divide until it fits, then shift.
+    while (v > 0x7fffffff) {
       b[p++] = (v % 0x80) | 0x80;
       v = Math.floor(v / 0x80);
+    }
+    while (v >= 0x80) {
+      b[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
     }
     b[p++] = v;
     this.pos = p;
