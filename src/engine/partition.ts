@@ -232,7 +232,12 @@ export class Partition {
     return { ok: true, position: viewOf(this.positions.get(cmd.productId, cmd.warehouseId)!) };
   }
 
-  reserve(cmd: ReserveStock, nowMs: number): ReserveResult {
+  /**
+   * `owned`: the caller built `cmd` for this call alone and never reads it
+   * again (the host decoding a message), so its lines may become the
+   * event's and the answer may share them: no copies on the hot path.
+   */
+  reserve(cmd: ReserveStock, nowMs: number, owned = false): ReserveResult {
     const invalid = validateReserve(cmd);
     if (invalid !== null) return invalid;
     for (const line of cmd.lines) {
@@ -268,11 +273,7 @@ export class Partition {
       holdId: holdIdOf(seq, this.id),
       expireTimeMs: timeMs + (cmd.holdDurationMs ?? this.holdDurationMs),
       requestId,
-      lines: cmd.lines.map((l) => ({
-        productId: l.productId,
-        warehouseId: l.warehouseId,
-        quantity: l.quantity,
-      })),
+      lines: owned ? cmd.lines : copyLines(cmd.lines),
       prepared: false,
     };
     this.emit(event);
@@ -281,7 +282,7 @@ export class Partition {
       reservation: {
         holdId: event.holdId,
         expireTimeMs: event.expireTimeMs,
-        lines: copyLines(event.lines),
+        lines: owned ? event.lines : copyLines(event.lines),
         replayed: false,
       },
     };

@@ -135,7 +135,8 @@ export class PartitionHost {
       case Op.Adjust:
         return this.byProduct(a?.productId)?.adjustStock(a, now) ?? badProduct();
       case Op.Reserve:
-        return this.byProduct(a?.lines?.[0]?.productId)?.reserve(a, now) ?? badLines(a);
+        // The command was decoded for this call: the partition may keep its lines.
+        return this.byProduct(a?.lines?.[0]?.productId)?.reserve(a, now, true) ?? badLines(a);
       case Op.Release:
         return this.byHold(a?.holdId)?.release(a, now) ?? holdNotFound(a?.holdId);
       case Op.Fulfil:
