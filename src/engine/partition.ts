@@ -233,16 +233,19 @@ export class Partition {
   }
 
   /**
-   * `owned`: the caller built `cmd` for this call alone and never reads it
-   * again (the host decoding a message), so its lines may become the
-   * event's and the answer may share them: no copies on the hot path.
+   * `fromHost`: the engine validated `cmd` and routed it to this partition,
+   * and the host decoded it for this call alone. Validation is not repeated,
+   * and its lines may become the event's and the answer may share them: no
+   * copies on the hot path. Any other caller leaves it false.
    */
-  reserve(cmd: ReserveStock, nowMs: number, owned = false): ReserveResult {
-    const invalid = validateReserve(cmd);
-    if (invalid !== null) return invalid;
-    for (const line of cmd.lines) {
-      const foreign = this.foreignProduct(line.productId);
-      if (foreign !== null) return foreign;
+  reserve(cmd: ReserveStock, nowMs: number, fromHost = false): ReserveResult {
+    if (!fromHost) {
+      const invalid = validateReserve(cmd);
+      if (invalid !== null) return invalid;
+      for (const line of cmd.lines) {
+        const foreign = this.foreignProduct(line.productId);
+        if (foreign !== null) return foreign;
+      }
     }
     const requestId = cmd.requestId ?? "";
     if (requestId !== "") {
@@ -273,7 +276,7 @@ export class Partition {
       holdId: holdIdOf(seq, this.id),
       expireTimeMs: timeMs + (cmd.holdDurationMs ?? this.holdDurationMs),
       requestId,
-      lines: owned ? cmd.lines : copyLines(cmd.lines),
+      lines: fromHost ? cmd.lines : copyLines(cmd.lines),
       prepared: false,
     };
     this.emit(event);
@@ -282,7 +285,7 @@ export class Partition {
       reservation: {
         holdId: event.holdId,
         expireTimeMs: event.expireTimeMs,
-        lines: owned ? event.lines : copyLines(event.lines),
+        lines: fromHost ? event.lines : copyLines(event.lines),
         replayed: false,
       },
     };

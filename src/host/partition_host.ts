@@ -135,7 +135,7 @@ export class PartitionHost {
       case Op.Adjust:
         return this.byProduct(a?.productId)?.adjustStock(a, now) ?? badProduct();
       case Op.Reserve:
-        // The command was decoded for this call: the partition may keep its lines.
+        // Validated and routed by the engine, decoded for this call alone.
         return this.byProduct(a?.lines?.[0]?.productId)?.reserve(a, now, true) ?? badLines(a);
       case Op.Release:
         return this.byHold(a?.holdId)?.release(a, now) ?? holdNotFound(a?.holdId);
