@@ -101,7 +101,6 @@ async function buildJournal(
     nowMs += 10;
     batches = buildRound(b, nowMs);
   }
-  await store.sync();
   await store.close();
   const reader = Store.open(dataDir);
   let bytes = 0;

@@ -9,16 +9,12 @@ import type { Partition } from "./partition.ts";
 export function digestPartition(p: Partition): string {
   const h = createHash("sha256");
   h.update(`partition ${p.id}/${p.partitionCount} seq ${p.seq} time ${p.timeMs}\n`);
-  const positions = [...p.positions.values()].sort((a, b) =>
-    a.productId === b.productId ? cmp(a.warehouseId, b.warehouseId) : cmp(a.productId, b.productId),
-  );
-  for (const x of positions) {
+  for (const x of p.positionsInOrder()) {
     h.update(
       `P ${x.productId} ${x.warehouseId} ${x.available} ${x.reserved} ${x.received} ${x.adjusted} ${x.fulfilled}\n`,
     );
   }
-  const holds = [...p.holds.values()].sort((a, b) => a.id - b.id);
-  for (const x of holds) {
+  for (const x of p.holdsInOrder()) {
     h.update(`H ${x.id} ${x.expireTimeMs} ${x.flags} ${x.requestId}`);
     for (const l of x.lines()) h.update(` ${l.productId} ${l.warehouseId} ${l.quantity}`);
     h.update("\n");
@@ -39,8 +35,4 @@ export function digestPartitions(ps: Iterable<Partition>): string {
   const h = createHash("sha256");
   for (const p of [...ps].sort((a, b) => a.id - b.id)) h.update(digestPartition(p));
   return h.digest("hex");
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

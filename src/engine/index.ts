@@ -5,6 +5,7 @@ export { digestPartition, digestPartitions } from "./digest.ts";
 export { Fifo } from "./fifo.ts";
 export * from "./ids.ts";
 export * as limits from "./limits.ts";
+export { copyLines, outOfStock, sameLines } from "./lines.ts";
 export {
   Hold,
   HoldFlag,

@@ -12,6 +12,7 @@ import {
   unitTotalMax,
   wheelTickMsDefault,
 } from "./limits.ts";
+import { copyLines, outOfStock, sameLines } from "./lines.ts";
 import { Position } from "./position.ts";
 import { PositionIndex } from "./positions.ts";
 import { SeqTable } from "./seq_table.ts";
@@ -837,6 +838,20 @@ export class Partition {
     });
   }
 
+  /** Every position, sorted by (product, warehouse): snapshots, digests. */
+  positionsInOrder(): Position[] {
+    return [...this.positions.values()].sort((a, b) =>
+      a.productId === b.productId
+        ? compare(a.warehouseId, b.warehouseId)
+        : compare(a.productId, b.productId),
+    );
+  }
+
+  /** Every open hold, sorted by id: snapshots, digests. */
+  holdsInOrder(): Hold[] {
+    return [...this.holds.values()].sort((a, b) => a.id - b.id);
+  }
+
   /** Ended holds remembered now. */
   get closedHoldCount(): number {
     return this.closedHolds.size;
@@ -887,30 +902,6 @@ function outcomeOf(reason: ReleaseReason): HoldOutcome {
   throw new Error(`unknown release reason ${reason}`);
 }
 
-function outOfStock(lineIndex: number, available: number, line: Line) {
-  return fail(
-    ErrorCode.OutOfStock,
-    `line ${lineIndex}: ${line.quantity} of ${line.productId} in ${line.warehouseId} requested, ${available} available`,
-    { lineIndex, available },
-  );
-}
-
-function sameLines(a: Line[], b: Line[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (
-      x.productId !== y.productId ||
-      x.warehouseId !== y.warehouseId ||
-      x.quantity !== y.quantity
-    ) {
-      return false;
-    }
-  }
-  return true;
-}
-
 function answerOf(known: RequestRecord, lines: Line[]): ReserveResult {
   if (!sameLines(known.lines, lines)) {
     return fail(
@@ -934,10 +925,6 @@ function answerOf(known: RequestRecord, lines: Line[]): ReserveResult {
   };
 }
 
-function copyLines(lines: Line[]): Line[] {
-  return lines.map((l) => ({
-    productId: l.productId,
-    warehouseId: l.warehouseId,
-    quantity: l.quantity,
-  }));
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -1,4 +1,4 @@
-import { Partition } from "../engine/index.ts";
+import type { Partition } from "../engine/index.ts";
 import { CorruptionError, recoverPartition, Store } from "../persistence/index.ts";
 import { PartitionHost } from "./partition_host.ts";
 import type { RecoveryReport, WorkerConfig } from "./protocol.ts";
@@ -82,8 +82,4 @@ export async function bootHost(
     r.expiredAtStart = holdsBefore[i]! - partitions[i]!.holds.size;
   });
   return { host, store, recovered };
-}
-
-export function emptyPartition(id: number, partitionCount: number): Partition {
-  return new Partition(id, { partitionCount });
 }

@@ -6,9 +6,11 @@ import {
   fail,
   type HoldView,
   type Line,
+  outOfStock,
   type ReleaseResult,
   type ReserveResult,
   type ReserveStock,
+  sameLines,
 } from "../engine/index.ts";
 import type { Store } from "../persistence/index.ts";
 import { Op } from "./protocol.ts";
@@ -301,14 +303,10 @@ export class Coordinator {
   /** The group's view: open while every part is open, else how it ended. */
   async hold(holdId: number): Promise<HoldView | null> {
     const group = this.groups.get(holdId)!;
-    const views = (await Promise.all(
-      group.members.map((m) => this.send(Op.Hold, { holdId: m.holdId })),
-    )) as { ok: true; hold: HoldView | null }[];
-    const ended = views.find((v) => v.hold === null || v.hold.status !== "OPEN");
-    if (ended !== undefined) {
-      return ended.hold === null ? null : { ...ended.hold, holdId: group.groupId };
-    }
-    const open = views.map((v) => v.hold as Extract<HoldView, { status: "OPEN" }>);
+    const parts = await this.parts(holdId);
+    const ended = parts.find((h) => h === null || h.status !== "OPEN");
+    if (ended !== undefined) return ended === null ? null : { ...ended, holdId: group.groupId };
+    const open = parts as Extract<HoldView, { status: "OPEN" }>[];
     return {
       holdId: group.groupId,
       status: "OPEN",
@@ -384,18 +382,6 @@ function settledFailure(group: GroupRecord): Failure {
     : fail(ErrorCode.HoldReleased, `hold ${group.groupId} was already released`);
 }
 
-function sameLines(a: Line[], b: Line[]): boolean {
-  return (
-    a.length === b.length &&
-    a.every(
-      (x, i) =>
-        x.productId === b[i]!.productId &&
-        x.warehouseId === b[i]!.warehouseId &&
-        x.quantity === b[i]!.quantity,
-    )
-  );
-}
-
 function answerOf(known: GroupRecord | RefusalRecord, lines: Line[]): ReserveResult {
   if (!sameLines(known.lines, lines)) {
     return fail(
@@ -414,10 +400,5 @@ function answerOf(known: GroupRecord | RefusalRecord, lines: Line[]): ReserveRes
       },
     };
   }
-  const line = lines[known.lineIndex] ?? lines[0]!;
-  return fail(
-    ErrorCode.OutOfStock,
-    `line ${known.lineIndex}: ${line.quantity} of ${line.productId} in ${line.warehouseId} requested, ${known.available} available`,
-    { lineIndex: known.lineIndex, available: known.available },
-  );
+  return outOfStock(known.lineIndex, known.available, lines[known.lineIndex] ?? lines[0]!);
 }

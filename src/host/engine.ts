@@ -40,6 +40,7 @@ import { bootHost } from "./boot.ts";
 import { Coordinator } from "./coordinator.ts";
 import type { PartitionHost } from "./partition_host.ts";
 import {
+  emptyStats,
   type FromWorker,
   Op,
   type RecoveryReport,
@@ -385,12 +386,7 @@ export class Engine {
   async stats(): Promise<EngineStats> {
     const all = (await this.everyWorker(Op.Stats)).map((r) => (r as { stats: EngineStats }).stats);
     const sum: EngineStats = {
-      commands: 0,
-      commits: 0,
-      eventsJournaled: 0,
-      commitBatchEventsMax: 0,
-      commitMsTotal: 0,
-      expired: 0,
+      ...emptyStats(),
       seqs: {},
       holds: 0,
       positions: 0,

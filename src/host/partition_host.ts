@@ -9,7 +9,7 @@ import {
   partitionOfHold,
 } from "../engine/index.ts";
 import type { Batch, Store } from "../persistence/index.ts";
-import { Op, type Op as OpCode, type Stats } from "./protocol.ts";
+import { emptyStats, Op, type Op as OpCode, type Stats } from "./protocol.ts";
 import {
   type Answers,
   type AnswerWriter,
@@ -50,14 +50,7 @@ export class PartitionHost {
   private touched: Partition | null = null;
   private failed: Error | null = null;
   private closing = false;
-  readonly stats: Stats = {
-    commands: 0,
-    commits: 0,
-    eventsJournaled: 0,
-    commitBatchEventsMax: 0,
-    commitMsTotal: 0,
-    expired: 0,
-  };
+  readonly stats: Stats = emptyStats();
 
   constructor(
     private readonly store: Store,

@@ -31,6 +31,17 @@ export interface Stats {
   expired: number;
 }
 
+export function emptyStats(): Stats {
+  return {
+    commands: 0,
+    commits: 0,
+    eventsJournaled: 0,
+    commitBatchEventsMax: 0,
+    commitMsTotal: 0,
+    expired: 0,
+  };
+}
+
 export interface WorkerConfig {
   dataDir: string;
   partitionIds: number[];

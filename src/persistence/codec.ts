@@ -318,16 +318,7 @@ export function encodeSnapshot(p: Partition): Uint8Array {
   w.uintField(2, p.partitionCount);
   w.uintField(3, p.seq);
   w.uintField(4, p.timeMs);
-  const positions = [...p.positions.values()].sort((a, b) =>
-    a.productId === b.productId
-      ? a.warehouseId < b.warehouseId
-        ? -1
-        : 1
-      : a.productId < b.productId
-        ? -1
-        : 1,
-  );
-  for (const x of positions) {
+  for (const x of p.positionsInOrder()) {
     const m = w.beginLd(5);
     w.stringField(1, x.productId);
     w.stringField(2, x.warehouseId);
@@ -338,8 +329,7 @@ export function encodeSnapshot(p: Partition): Uint8Array {
     w.uintField(7, x.fulfilled);
     w.endLd(m);
   }
-  const holds = [...p.holds.values()].sort((a, b) => a.id - b.id);
-  for (const h of holds) {
+  for (const h of p.holdsInOrder()) {
     const m = w.beginLd(6);
     w.uintField(1, h.id);
     w.uintField(2, h.expireTimeMs);

@@ -262,7 +262,8 @@ export class Store {
     }
   }
 
-  /** Overwrites one stored journal record's bytes (for corruption tests). */
+  // Raw access to stored records, for the corruption tests.
+
   rawJournalKeys(partition: number): [number, number][] {
     return [...this.journal.getKeys({ start: [partition, 0], end: [partition + 1, 0] })];
   }
@@ -307,11 +308,6 @@ export class Store {
     for (const { key, value } of this.coordinator.getRange({ start: prefix, end })) {
       yield { key, value };
     }
-  }
-
-  /** Forces what is committed to disk (relaxed mode's background sync). */
-  async sync(): Promise<void> {
-    await this.root.flushed;
   }
 
   async close(): Promise<void> {

@@ -1040,15 +1040,7 @@ function runOps(p: Partition, ops: readonly Op[], startMs: number, withExpiry: b
 }
 
 function pbSnapshotOf(p: Partition): PbPartitionSnapshot {
-  const positions = [...p.positions.values()].sort((a, b) =>
-    a.productId === b.productId
-      ? a.warehouseId < b.warehouseId
-        ? -1
-        : 1
-      : a.productId < b.productId
-        ? -1
-        : 1,
-  );
+  const positions = p.positionsInOrder();
   return create(PartitionSnapshotSchema, {
     partition: p.id,
     partitionCount: p.partitionCount,
