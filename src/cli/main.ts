@@ -6,6 +6,7 @@ import { CliFailure, ExitCode, UsageError } from "./errors.ts";
 import { replayCommand } from "./replay.ts";
 import { serveCommand } from "./serve.ts";
 import { snapshotCommand } from "./snapshot.ts";
+import { tokenCommand } from "./token.ts";
 import { verifyCommand } from "./verify.ts";
 
 // The stockd operator command line. Output meant for the user goes to
@@ -17,6 +18,7 @@ const commands: Command[] = [
   replayCommand,
   verifyCommand,
   snapshotCommand,
+  tokenCommand,
 ];
 
 const overview = `Usage: stockd <command> [options]

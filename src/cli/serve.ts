@@ -1,26 +1,38 @@
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { limits } from "../engine/index.ts";
-import { Engine, type RecoveryReport, StartupError } from "../host/index.ts";
+import { gatewayLimits } from "../gateway/index.ts";
+import { parseTaxRate } from "../gateway/money.ts";
+import { type Engine, type RecoveryReport, StartupError } from "../host/index.ts";
 import type { Durability } from "../persistence/index.ts";
+import { Server } from "../server.ts";
 import { parseOrUsage, wholeNumber } from "./args.ts";
 import type { Command } from "./command.ts";
 import { parseDurationMs } from "./duration.ts";
 import { CliFailure, ExitCode, UsageError } from "./errors.ts";
 
-const usage = `Usage: stockd serve [--data DIR] [--workers N] [--partitions N]
-                    [--durability fsync|relaxed] [--hold-duration DURATION]
+const usage = `Usage: stockd serve [--data DIR] [--grpc-port N] [--http-port N] [--host ADDR]
+                    [--workers N] [--partitions N] [--durability fsync|relaxed]
+                    [--hold-duration DURATION] [--tax-rate PERCENT]
                     [--truncate-damaged-tail]
 
-Hosts the engine on a data directory: recovers every partition (newest
-snapshot, then the journal), expires the holds whose deadline passed while
-stockd was down, and runs until SIGTERM or SIGINT; then it closes the engine,
-flushing the journal, and exits 0. Logs are JSON lines (pino) on stdout.
-The network gateway is not enabled yet: serve only hosts the engine.
+Serves stockd: gRPC for services, HTTP/JSON for browsers and scripts. Both
+listen at once (/healthz answers, /readyz says "not ready") while every
+partition is recovered (newest snapshot, then the journal) and the holds
+whose deadline passed while stockd was down expire; then requests are
+served. On SIGTERM or SIGINT it stops accepting, finishes what is in flight,
+flushes the journal and exits 0. Logs are JSON lines (pino) on stdout.
 
 Options (a flag wins over its environment variable):
   --data DIR                data directory, created when new
                             [STOCKD_DATA; default ./data]
+  --grpc-port N             gRPC port, 0 for any free one
+                            [STOCKD_GRPC_PORT; default 50051]
+  --http-port N             HTTP port, 0 for any free one
+                            [STOCKD_HTTP_PORT; default 8080]
+  --host ADDR               address to listen on [STOCKD_HOST; default 0.0.0.0]
+  --tax-rate PERCENT        tax on carts and orders: 18, 18%, 7.25%
+                            [STOCKD_TAX_RATE; default 18%]
   --workers N               worker threads; 0 runs the partitions in-process
                             [STOCKD_WORKERS; default: one per core, at most
                             one per partition]
@@ -35,6 +47,9 @@ Options (a flag wins over its environment variable):
                             record and everything after it in its partition
                             (no environment variable: a deliberate act)
   -h, --help                this help
+
+The JWT signing secret is STOCKD_JWT_SECRET (at least 32 characters), else
+DIR/jwt.secret, generated on first start; \`stockd token\` prints tokens.
 `;
 
 export interface ServeSettings {
@@ -44,6 +59,10 @@ export interface ServeSettings {
   durability: Durability;
   holdDurationMs: number;
   truncateDamagedTail: boolean;
+  grpcPort: number;
+  httpPort: number;
+  host: string;
+  taxRateBps: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -68,6 +87,10 @@ export function serveSettings(argv: string[], env: Env): ServeSettings {
         durability: { type: "string" },
         "hold-duration": { type: "string" },
         "truncate-damaged-tail": { type: "boolean" },
+        "grpc-port": { type: "string" },
+        "http-port": { type: "string" },
+        host: { type: "string" },
+        "tax-rate": { type: "string" },
       },
       strict: true,
       allowPositionals: false,
@@ -82,7 +105,21 @@ export function serveSettings(argv: string[], env: Env): ServeSettings {
     throw new UsageError(`${durability.what} must be fsync or relaxed, not '${durability.text}'`);
   }
   const hold = setting("--hold-duration", values["hold-duration"], "STOCKD_HOLD_DURATION", env);
+  const grpcPort = setting("--grpc-port", values["grpc-port"], "STOCKD_GRPC_PORT", env);
+  const httpPort = setting("--http-port", values["http-port"], "STOCKD_HTTP_PORT", env);
+  const host = setting("--host", values.host, "STOCKD_HOST", env);
+  const tax = setting("--tax-rate", values["tax-rate"], "STOCKD_TAX_RATE", env);
+  const taxRateBps = tax === undefined ? gatewayLimits.taxRateBpsDefault : parseTaxRate(tax.text);
+  if (taxRateBps === null) {
+    throw new UsageError(
+      `${tax?.what} must be a percentage from 0 to 100 such as 18 or 7.25%, not '${tax?.text}'`,
+    );
+  }
   return {
+    grpcPort: grpcPort === undefined ? 50051 : wholeNumber(grpcPort.what, grpcPort.text, 0, 65535),
+    httpPort: httpPort === undefined ? 8080 : wholeNumber(httpPort.what, httpPort.text, 0, 65535),
+    host: host?.text ?? "0.0.0.0",
+    taxRateBps,
     dataDir: data?.text ?? "./data",
     workerCount: workers && wholeNumber(workers.what, workers.text, 0, limits.partitionCountMax),
     partitionCount:
@@ -116,17 +153,19 @@ async function run(argv: string[]): Promise<number> {
   // as the engine is open, cleanly, instead of killing it mid-recovery.
   const stop = stopSignal(logger);
   logger.info({ ...settings }, "starting");
-  let engine: Engine;
+  let server: Server;
   try {
-    engine = await Engine.open({
+    server = await Server.start({
       dataDir: settings.dataDir,
+      host: settings.host,
+      grpcPort: settings.grpcPort,
+      httpPort: settings.httpPort,
       durability: settings.durability,
       holdDurationMs: settings.holdDurationMs,
       truncateDamagedTail: settings.truncateDamagedTail,
-      onBroken: (why) => {
-        logger.fatal({ why }, "engine broke down: every command now fails; stopping");
-        stop.broken();
-      },
+      taxRateBps: settings.taxRateBps,
+      logger,
+      onBroken: () => stop.broken(),
       ...(settings.workerCount === undefined ? {} : { workerCount: settings.workerCount }),
       ...(settings.partitionCount === undefined ? {} : { partitionCount: settings.partitionCount }),
     });
@@ -134,16 +173,12 @@ async function run(argv: string[]): Promise<number> {
     stop.dispose();
     throw startFailure(logger, err, settings);
   }
+  const engine = server.stockEngine;
   logRecovery(logger, engine.recovered, engine.reconciled);
-  logger.info(
-    { dataDir: settings.dataDir, partitions: engine.partitionCount, gateway: "not enabled" },
-    "ready: engine hosted, gateway not enabled",
-  );
   const signal = await stop.received;
-  logger.info({ signal }, "stopping: closing the engine and flushing the journal");
-  await engine.close();
+  logger.info({ signal }, "stopping: finishing requests in flight, flushing the journal");
+  await server.close();
   stop.dispose();
-  logger.info("stopped");
   return signal === "BROKEN" ? ExitCode.Failed : ExitCode.Ok;
 }
 
@@ -231,7 +266,7 @@ function stopSignal(logger: Logger) {
 
 export const serveCommand: Command = {
   name: "serve",
-  summary: "host the engine on a data directory until SIGTERM or SIGINT",
+  summary: "serve gRPC and HTTP on a data directory until SIGTERM or SIGINT",
   usage,
   run,
 };

@@ -79,6 +79,9 @@ export interface EngineOptions {
   snapshotEveryEvents?: number;
   /** How often to check whether a background snapshot is due. */
   snapshotCheckMs?: number;
+  /** Commands queued for one worker before new ones are refused OVERLOADED
+   * (default limits.workerQueueCountMax). */
+  queueCountMax?: number;
   /** Told once when the engine breaks down while running (the journal
    * failed, a worker died): from then on every command is UNAVAILABLE. */
   onBroken?: (why: string) => void;
@@ -144,6 +147,9 @@ export class Engine {
   private coordinator!: Coordinator;
   private coordinatorStore!: Store;
   private pruneTimer: NodeJS.Timeout | null = null;
+  private queueCountMax: number = limits.workerQueueCountMax;
+  /** How long request ids are remembered (fixed per data directory). */
+  idempotencyWindowMs = 0;
 
   private constructor(
     readonly dataDir: string,
@@ -239,6 +245,8 @@ export class Engine {
     engine = new Engine(options.dataDir, partitionCount, links);
     engine.recovered = recovered.sort((a, b) => a.partition - b.partition);
     engine.inProcess.push(...hosts);
+    engine.queueCountMax = options.queueCountMax ?? limits.workerQueueCountMax;
+    engine.idempotencyWindowMs = meta.idempotencyWindowMs;
     if (workerCount === 0 && !options.manualPulse) {
       const host = hosts[0]!;
       engine.pulseTimer = setInterval(() => host.pulse(), configs[0]!.wheelTickMs);
@@ -506,12 +514,9 @@ export class Engine {
   private call(worker: number, op: Op, arg: unknown, control = false): Promise<unknown> {
     if (this.broken !== null) return Promise.resolve(fail(ErrorCode.Unavailable, this.broken));
     if (this.closed) return Promise.resolve(fail(ErrorCode.Unavailable, "engine is closed"));
-    if (!control && this.depth[worker]! >= limits.workerQueueCountMax) {
+    if (!control && this.depth[worker]! >= this.queueCountMax) {
       return Promise.resolve(
-        fail(
-          ErrorCode.Overloaded,
-          `worker ${worker} has ${limits.workerQueueCountMax} commands queued`,
-        ),
+        fail(ErrorCode.Overloaded, `worker ${worker} has ${this.queueCountMax} commands queued`),
       );
     }
     const box = this.outboxes[worker]!;

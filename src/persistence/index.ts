@@ -10,6 +10,7 @@ export {
   frame,
   unframe,
 } from "./codec.ts";
+export { RecordKind, RecordStore, type RecordWrite } from "./records.ts";
 export {
   type Recovered,
   type RecoverOptions,

@@ -1,0 +1,504 @@
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import { type AdjustmentReason, adjustmentReasonNames } from "../engine/index.ts";
+import type { Place } from "./allocate.ts";
+import type { Principal } from "./auth.ts";
+import { ApiCode, ApiError, invalid } from "./errors.ts";
+import { parseLatitude, parseLongitude } from "./geo.ts";
+import {
+  cartJson,
+  inventoryJson,
+  levelJson,
+  orderJson,
+  productJson,
+  reservationJson,
+  warehouseJson,
+} from "./json.ts";
+import { gatewayLimits } from "./limits.ts";
+import type { Metrics } from "./metrics.ts";
+import { toMinorUnits } from "./money.ts";
+import { Operation, type Service } from "./service.ts";
+
+// The HTTP/JSON transport: Fastify (routing, body limit, JSON-schema
+// validation with Ajv) in front of the service layer. Every answer that is
+// not a success has one shape: {"error":{"code","message","details"}}.
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    op?: Operation;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+  interface FastifyReply {
+    errorCode: string;
+  }
+}
+
+export interface HttpOptions {
+  logger: Logger;
+  metrics: Metrics;
+  /** The service once recovery is done; null before. */
+  service: () => Service | null;
+  /** What /readyz reports. */
+  readiness: () => { ready: boolean; role: string; detail: string };
+}
+
+const id = { type: "string", minLength: 1, maxLength: 128 } as const;
+const text = (maxLength: number) => ({ type: "string", maxLength }) as const;
+const coordinate = { type: ["string", "number"] } as const;
+const quantity = { type: "integer", minimum: 1, maximum: 1_000_000_000 } as const;
+const page = {
+  type: "object",
+  properties: {
+    cursor: text(512),
+    pageSize: { type: "string", pattern: "^[0-9]{1,4}$" },
+  },
+  additionalProperties: false,
+} as const;
+
+const schemas = {
+  warehouse: {
+    type: "object",
+    required: ["name", "address", "lat", "long"],
+    properties: {
+      name: text(gatewayLimits.nameLengthMax),
+      address: text(gatewayLimits.addressLengthMax),
+      lat: coordinate,
+      long: coordinate,
+    },
+    additionalProperties: false,
+  },
+  product: {
+    type: "object",
+    required: ["name", "price", "currency"],
+    properties: {
+      name: text(gatewayLimits.nameLengthMax),
+      description: text(gatewayLimits.descriptionLengthMax),
+      price: { type: "number" },
+      currency: { type: "string", pattern: "^[A-Z]{3}$" },
+      category: text(gatewayLimits.categoryLengthMax),
+    },
+    additionalProperties: false,
+  },
+  receipt: {
+    type: "object",
+    required: ["productId", "warehouseId", "quantity"],
+    properties: { productId: id, warehouseId: id, quantity },
+    additionalProperties: false,
+  },
+  adjustment: {
+    type: "object",
+    required: ["productId", "warehouseId", "delta", "reason"],
+    properties: {
+      productId: id,
+      warehouseId: id,
+      delta: {
+        type: "integer",
+        minimum: -1_000_000_000,
+        maximum: 1_000_000_000,
+        not: { const: 0 },
+      },
+      reason: { type: "string", enum: Object.values(adjustmentReasonNames) },
+    },
+    additionalProperties: false,
+  },
+  reservation: {
+    type: "object",
+    required: ["lines"],
+    properties: {
+      lines: {
+        type: "array",
+        minItems: 1,
+        maxItems: 100,
+        items: {
+          type: "object",
+          required: ["productId", "quantity"],
+          properties: { productId: id, warehouseId: id, quantity },
+          additionalProperties: false,
+        },
+      },
+      holdSeconds: { type: "integer", minimum: 1, maximum: 30 * 24 * 3600 },
+      lat: coordinate,
+      long: coordinate,
+    },
+    additionalProperties: false,
+  },
+  fulfil: {
+    type: ["object", "null"],
+    properties: {
+      quantities: {
+        type: "array",
+        maxItems: 100,
+        items: { type: "integer", minimum: 0, maximum: 1_000_000_000 },
+      },
+    },
+    additionalProperties: false,
+  },
+  cartItem: {
+    type: "object",
+    required: ["productId", "quantity"],
+    properties: {
+      productId: id,
+      quantity: { type: "integer", minimum: 0, maximum: 1_000_000_000 },
+    },
+    additionalProperties: false,
+  },
+  checkoutBody: {
+    type: ["object", "null"],
+    properties: { lat: coordinate, long: coordinate },
+    additionalProperties: false,
+  },
+  checkoutQuery: {
+    type: "object",
+    required: ["cartId"],
+    properties: { cartId: id },
+    additionalProperties: false,
+  },
+  payment: {
+    type: "object",
+    required: ["status", "paymentId"],
+    properties: {
+      status: { type: "string", enum: ["SUCCEEDED", "FAILED"] },
+      paymentId: { type: "string", minLength: 1, maxLength: gatewayLimits.keyLengthMax },
+    },
+    additionalProperties: false,
+  },
+  search: {
+    type: "object",
+    properties: { keyword: text(gatewayLimits.keywordLengthMax), ...page.properties },
+    additionalProperties: false,
+  },
+  none: { type: "object", additionalProperties: false, properties: {} },
+  idParam: { type: "object", properties: { id }, required: ["id"] },
+  productParam: { type: "object", properties: { productId: id }, required: ["productId"] },
+} as const;
+
+type Body = Record<string, unknown>;
+
+export function buildHttp(options: HttpOptions): FastifyInstance {
+  const app = Fastify({
+    // No per-request logging (the hot path): errors are logged below.
+    logger: false,
+    bodyLimit: gatewayLimits.bodyBytesMax,
+    return503OnClosing: true,
+    ajv: {
+      // Strict: a string is not a number, an extra field is an error.
+      customOptions: {
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: false,
+        allowUnionTypes: true,
+      },
+    },
+  });
+  app.decorateRequest("principal", null);
+  app.decorateReply("errorCode", "");
+  // An empty JSON body is no body (POST .../release): the default parser
+  // (with its prototype-poisoning checks) for everything else.
+  const json = app.getDefaultJsonParser("error", "error");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) => {
+    if (body === "") done(null, undefined);
+    else json(req, body as string, done);
+  });
+
+  app.addHook("onRequest", async (req) => {
+    const op = req.routeOptions.config.op;
+    if (op === undefined) return;
+    const s = options.service();
+    if (s === null) throw new ApiError(ApiCode.Unavailable, "stockd is starting: recovering");
+    req.principal = await s.caller(req.headers.authorization, op);
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    const op = req.routeOptions.config.op ?? req.routeOptions.url ?? "unknown";
+    options.metrics.observe("http", op, reply.errorCode || "OK", reply.elapsedTime / 1000);
+  });
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const e = toApiError(err);
+    if (e.code === ApiCode.Internal) {
+      options.logger.error({ err, method: req.method, url: req.url }, "request failed");
+    }
+    if (req.routeOptions.config.op === Operation.Reserve) options.metrics.reservation(e.code);
+    reply.errorCode = e.code;
+    return reply.code(e.httpStatus).send(e.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const e = new ApiError(ApiCode.NotFound, `no route ${req.method} ${req.url.split("?")[0]}`);
+    reply.errorCode = e.code;
+    return reply.code(404).send(e.toJSON());
+  });
+
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async (_req, reply) => {
+    const r = options.readiness();
+    return reply.code(r.ready ? 200 : 503).send({
+      status: r.ready ? "ready" : "not ready",
+      role: r.role,
+      detail: r.detail,
+    });
+  });
+  app.get("/metrics", async (_req, reply) =>
+    reply.type(options.metrics.contentType).send(await options.metrics.text()),
+  );
+  routes(app, () => options.service()!, options.metrics);
+  return app;
+}
+
+function routes(app: FastifyInstance, svc: () => Service, metrics: Metrics): void {
+  const op = (o: Operation) => ({ op: o });
+  const who = (req: FastifyRequest) => req.principal!;
+
+  app.post(
+    "/v1/warehouses",
+    { schema: { body: schemas.warehouse }, config: op(Operation.CreateWarehouse) },
+    async (req, reply) => {
+      const b = req.body as Body;
+      const w = await svc().createWarehouse({
+        name: b.name as string,
+        address: b.address as string,
+        lat: b.lat,
+        long: b.long,
+      });
+      return reply.code(201).send(warehouseJson(w));
+    },
+  );
+  app.get(
+    "/v1/warehouses",
+    { schema: { querystring: page }, config: op(Operation.ListWarehouses) },
+    async (req) => {
+      const q = req.query as Record<string, string>;
+      const p = svc().listWarehouses(q.cursor, pageSizeOf(q.pageSize));
+      return { warehouses: p.items.map(warehouseJson), ...cursorOf(p.nextCursor) };
+    },
+  );
+  app.get(
+    "/v1/warehouses/:id",
+    { schema: { params: schemas.idParam }, config: op(Operation.GetWarehouse) },
+    async (req) => warehouseJson(svc().getWarehouse((req.params as { id: string }).id)),
+  );
+
+  app.post(
+    "/v1/products",
+    { schema: { body: schemas.product }, config: op(Operation.CreateProduct) },
+    async (req, reply) => {
+      const b = req.body as Body;
+      const currency = b.currency as string;
+      const priceMinor = toMinorUnits(b.price, currency);
+      if (typeof priceMinor !== "number") throw invalid(priceMinor.message, { field: "price" });
+      const p = await svc().createProduct({
+        name: b.name as string,
+        description: (b.description as string | undefined) ?? "",
+        priceMinor,
+        currency,
+        category: (b.category as string | undefined) ?? "",
+      });
+      return reply.code(201).send(productJson(p));
+    },
+  );
+  app.get(
+    "/v1/products",
+    { schema: { querystring: schemas.search }, config: op(Operation.SearchProducts) },
+    async (req) => {
+      const q = req.query as Record<string, string>;
+      const p = svc().searchProducts(q.keyword ?? "", q.cursor, pageSizeOf(q.pageSize));
+      return { products: p.items.map(productJson), ...cursorOf(p.nextCursor) };
+    },
+  );
+  app.get(
+    "/v1/products/:id",
+    { schema: { params: schemas.idParam }, config: op(Operation.GetProduct) },
+    async (req) => productJson(svc().getProduct((req.params as { id: string }).id)),
+  );
+
+  app.post(
+    "/v1/inventory/receipts",
+    { schema: { body: schemas.receipt }, config: op(Operation.ReceiveStock) },
+    async (req) => {
+      const b = req.body as { productId: string; warehouseId: string; quantity: number };
+      return levelJson(await svc().receiveStock(b.productId, b.warehouseId, b.quantity));
+    },
+  );
+  app.post(
+    "/v1/inventory/adjustments",
+    { schema: { body: schemas.adjustment }, config: op(Operation.AdjustStock) },
+    async (req) => {
+      const b = req.body as {
+        productId: string;
+        warehouseId: string;
+        delta: number;
+        reason: string;
+      };
+      const reason = reasonOf(b.reason);
+      return levelJson(await svc().adjustStock(b.productId, b.warehouseId, b.delta, reason));
+    },
+  );
+  app.get(
+    "/v1/inventory/:productId",
+    { schema: { params: schemas.productParam }, config: op(Operation.GetInventory) },
+    async (req) => {
+      const { productId } = req.params as { productId: string };
+      return inventoryJson(productId, await svc().inventory(productId));
+    },
+  );
+
+  app.post(
+    "/v1/reservations",
+    { schema: { body: schemas.reservation }, config: op(Operation.Reserve) },
+    async (req, reply) => {
+      const b = req.body as {
+        lines: { productId: string; warehouseId?: string; quantity: number }[];
+        holdSeconds?: number;
+      } & Body;
+      const r = await svc().reserve({
+        lines: b.lines.map((l) => ({
+          productId: l.productId,
+          warehouseId: l.warehouseId ?? "",
+          quantity: l.quantity,
+        })),
+        holdSeconds: b.holdSeconds ?? 0,
+        requestId: headerOf(req, "idempotency-key"),
+        shipTo: placeOf(b),
+      });
+      metrics.reservation("HELD");
+      if (r.replayed) reply.header("idempotent-replayed", "true");
+      return reply.code(201).send(reservationJson(r));
+    },
+  );
+  app.post(
+    "/v1/reservations/:id/release",
+    {
+      schema: { params: schemas.idParam, body: schemas.checkoutBody },
+      config: op(Operation.ReleaseReservation),
+    },
+    async (req) => reservationJson(await svc().release((req.params as { id: string }).id)),
+  );
+  app.post(
+    "/v1/reservations/:id/fulfil",
+    {
+      schema: { params: schemas.idParam, body: schemas.fulfil },
+      config: op(Operation.FulfilReservation),
+    },
+    async (req) => {
+      const b = req.body as { quantities?: number[] } | undefined | null;
+      return reservationJson(await svc().fulfil((req.params as { id: string }).id, b?.quantities));
+    },
+  );
+  app.get(
+    "/v1/reservations/:id",
+    { schema: { params: schemas.idParam }, config: op(Operation.GetReservation) },
+    async (req) => reservationJson(await svc().reservation((req.params as { id: string }).id)),
+  );
+
+  app.post(
+    "/v1/cart/items",
+    { schema: { body: schemas.cartItem }, config: op(Operation.SetCartItem) },
+    async (req) => {
+      const b = req.body as { productId: string; quantity: number };
+      return cartJson(await svc().setCartItem(who(req), b.productId, b.quantity));
+    },
+  );
+  app.get("/v1/cart/items", { config: op(Operation.GetCart) }, async (req) =>
+    cartJson(svc().cart(who(req))),
+  );
+  app.post(
+    "/v1/checkout",
+    {
+      schema: { querystring: schemas.checkoutQuery, body: schemas.checkoutBody },
+      config: op(Operation.Checkout),
+    },
+    async (req, reply) => {
+      const { cartId } = req.query as { cartId: string };
+      const key = headerOf(req, "idempotency-key");
+      const shipTo = placeOf((req.body as Body | undefined | null) ?? {});
+      const r = await svc().checkout(who(req), cartId, key, shipTo);
+      return reply.code(r.created ? 201 : 200).send(orderJson(r.order));
+    },
+  );
+  app.post(
+    "/v1/orders/:id/payment",
+    {
+      schema: { params: schemas.idParam, body: schemas.payment },
+      config: op(Operation.RecordPayment),
+    },
+    async (req) => {
+      const b = req.body as { status: string; paymentId: string };
+      const id = (req.params as { id: string }).id;
+      return orderJson(await svc().recordPayment(id, b.status === "SUCCEEDED", b.paymentId));
+    },
+  );
+  app.get(
+    "/v1/orders/:id",
+    { schema: { params: schemas.idParam }, config: op(Operation.GetOrder) },
+    async (req) => orderJson(svc().order(who(req), (req.params as { id: string }).id)),
+  );
+  app.post(
+    "/v1/orders/:id/cancel",
+    {
+      schema: { params: schemas.idParam, body: schemas.checkoutBody },
+      config: op(Operation.CancelOrder),
+    },
+    async (req) => orderJson(await svc().cancel(who(req), (req.params as { id: string }).id)),
+  );
+}
+
+function headerOf(req: FastifyRequest, name: string): string {
+  const v = req.headers[name];
+  if (Array.isArray(v)) throw invalid(`${name} must be given once`, { field: name });
+  return v ?? "";
+}
+
+function pageSizeOf(text: string | undefined): number | undefined {
+  return text === undefined ? undefined : Number(text);
+}
+
+function cursorOf(next: string | undefined): { nextCursor?: string } {
+  return next === undefined ? {} : { nextCursor: next };
+}
+
+function reasonOf(name: string): AdjustmentReason {
+  for (const [k, v] of Object.entries(adjustmentReasonNames)) {
+    if (v === name) return Number(k) as AdjustmentReason;
+  }
+  throw invalid(`reason must be one of ${Object.values(adjustmentReasonNames).join(", ")}`);
+}
+
+/** The shipping location of a body with `lat` and `long`, if it has one. */
+function placeOf(b: Body): Place | undefined {
+  if (b.lat === undefined && b.long === undefined) return undefined;
+  const latitude = parseLatitude(b.lat);
+  const longitude = parseLongitude(b.long);
+  if (latitude === null || longitude === null) {
+    throw invalid('lat and long must be given together, such as "12.8576° N" and "77.7864° E"', {
+      field: latitude === null ? "lat" : "long",
+    });
+  }
+  return { latitude, longitude };
+}
+
+/** Fastify's own errors (validation, body parsing, limits) in our shape. */
+function toApiError(err: FastifyError): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err.validation !== undefined) {
+    const first = err.validation[0];
+    const field = `${err.validationContext ?? ""}${first?.instancePath ?? ""}`;
+    return invalid(`${field} ${first?.message ?? "is invalid"}`.trim(), { field });
+  }
+  switch (err.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new ApiError(
+        ApiCode.PayloadTooLarge,
+        `body larger than ${gatewayLimits.bodyBytesMax} bytes`,
+      );
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new ApiError(ApiCode.UnsupportedMediaType, "bodies must be application/json");
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return invalid("content-length does not match the body");
+  }
+  if (err instanceof SyntaxError || err.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
+    return invalid(`malformed JSON: ${err.message}`);
+  }
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    return invalid(err.message);
+  }
+  return new ApiError(ApiCode.Internal, "internal error");
+}

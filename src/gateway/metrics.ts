@@ -1,0 +1,118 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Engine } from "../host/index.ts";
+
+// Prometheus metrics, served at GET /metrics. Request metrics are observed
+// on the hot path through label-bound children; engine figures are read
+// from the workers when scraped.
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<"transport" | "method" | "code">;
+  private readonly latency: Histogram<"transport" | "method">;
+  private readonly reservations: Counter<"outcome">;
+  private readonly latencyOf = new Map<string, { observe(seconds: number): void }>();
+
+  constructor(engine: () => Engine | null) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: "stockd_requests_total",
+      help: "Requests answered, by transport, method and result code",
+      labelNames: ["transport", "method", "code"],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: "stockd_request_duration_seconds",
+      help: "Time from request to answer, by transport and method",
+      labelNames: ["transport", "method"],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.reservations = new Counter({
+      name: "stockd_reservations_total",
+      help: "Reservations answered, by outcome (HELD or the refusal's code)",
+      labelNames: ["outcome"],
+      registers,
+    });
+    const stats = async () => {
+      const e = engine();
+      return e === null ? null : await e.stats();
+    };
+    // One read of the workers per scrape, shared by the engine gauges.
+    let scrape: Promise<Awaited<ReturnType<typeof stats>>> | null = null;
+    const read = () => {
+      scrape ??= stats().finally(() => {
+        setImmediate(() => {
+          scrape = null;
+        });
+      });
+      return scrape;
+    };
+    const engineGauge = (
+      name: string,
+      help: string,
+      pick: (s: NonNullable<Awaited<ReturnType<typeof stats>>>) => number,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        async collect() {
+          const s = await read();
+          if (s !== null) this.set(pick(s));
+        },
+      });
+    engineGauge("stockd_expired_holds_total", "Holds expired at their deadline", (s) => s.expired);
+    engineGauge("stockd_commands_total", "Commands executed by the partitions", (s) => s.commands);
+    engineGauge("stockd_journal_commits_total", "Journal transactions", (s) => s.commits);
+    engineGauge("stockd_journal_events_total", "Events journaled", (s) => s.eventsJournaled);
+    engineGauge(
+      "stockd_journal_commit_seconds_total",
+      "Time spent in journal transactions (with fsync); divide by commits for the mean",
+      (s) => s.commitMsTotal / 1000,
+    );
+    engineGauge(
+      "stockd_journal_batch_events_max",
+      "Most events in one journal transaction",
+      (s) => s.commitBatchEventsMax,
+    );
+    engineGauge("stockd_open_holds", "Open holds", (s) => s.holds);
+    engineGauge("stockd_positions", "SKU positions", (s) => s.positions);
+    new Gauge({
+      name: "stockd_worker_queue_depth",
+      help: "Commands sent to a worker and not yet answered",
+      labelNames: ["worker"],
+      registers,
+      async collect() {
+        const s = await read();
+        if (s === null) return;
+        s.queueDepths.forEach((d, w) => {
+          this.set({ worker: String(w) }, d);
+        });
+      },
+    });
+  }
+
+  /** Records one answered request. */
+  observe(transport: string, method: string, code: string, seconds: number): void {
+    const key = `${transport} ${method}`;
+    let h = this.latencyOf.get(key);
+    if (h === undefined) {
+      h = this.latency.labels(transport, method);
+      this.latencyOf.set(key, h);
+    }
+    h.observe(seconds);
+    this.requests.inc({ transport, method, code });
+  }
+
+  reservation(outcome: string, count = 1): void {
+    this.reservations.inc({ outcome }, count);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
