@@ -40,6 +40,8 @@ export interface ServerOptions {
   jwtSecret?: string;
   logger?: Logger;
   queueCountMax?: number;
+  /** Told when the engine has recovered, before the gateway's records. */
+  onRecovered?: (engine: Engine) => void;
   /** Told once when the engine breaks down (every command then fails). */
   onBroken?: (why: string) => void;
 }
@@ -116,6 +118,7 @@ export class Server {
       },
     });
     this.engine = engine;
+    options.onRecovered?.(engine);
     const records = RecordStore.open(options.dataDir, options.durability ?? "fsync");
     this.records = records;
     const auth = await Auth.open(

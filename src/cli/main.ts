@@ -1,3 +1,4 @@
+import { AuthConfigError } from "../gateway/auth.ts";
 import { StartupError } from "../host/index.ts";
 import { CorruptionError, DataDirError } from "../persistence/index.ts";
 import type { Command } from "./command.ts";
@@ -126,8 +127,12 @@ function failed(command: Command, err: unknown): number {
     say(err.message);
     return err.exitCode;
   }
-  if (err instanceof DataDirError) {
+  if (err instanceof DataDirError || err instanceof AuthConfigError) {
     say(err.message);
+    return ExitCode.Usage;
+  }
+  if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") {
+    say(`cannot listen: ${(err as Error).message} (another server on that port?)`);
     return ExitCode.Usage;
   }
   if (err instanceof CorruptionError || err instanceof StartupError) {

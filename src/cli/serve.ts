@@ -48,7 +48,7 @@ Options (a flag wins over its environment variable):
                             (no environment variable: a deliberate act)
   -h, --help                this help
 
-The JWT signing secret is STOCKD_JWT_SECRET (at least 32 characters), else
+The JWT signing secret is STOCKD_JWT_SECRET (at least 32 bytes), else
 DIR/jwt.secret, generated on first start; \`stockd token\` prints tokens.
 `;
 
@@ -166,6 +166,7 @@ async function run(argv: string[]): Promise<number> {
       taxRateBps: settings.taxRateBps,
       logger,
       onBroken: () => stop.broken(),
+      onRecovered: (engine) => logRecovery(logger, engine.recovered, engine.reconciled),
       ...(settings.workerCount === undefined ? {} : { workerCount: settings.workerCount }),
       ...(settings.partitionCount === undefined ? {} : { partitionCount: settings.partitionCount }),
     });
@@ -173,8 +174,6 @@ async function run(argv: string[]): Promise<number> {
     stop.dispose();
     throw startFailure(logger, err, settings);
   }
-  const engine = server.stockEngine;
-  logRecovery(logger, engine.recovered, engine.reconciled);
   const signal = await stop.received;
   logger.info({ signal }, "stopping: finishing requests in flight, flushing the journal");
   await server.close();

@@ -108,7 +108,8 @@ describe.concurrent("help", () => {
     [["journal", "--help"], "Usage: stockd journal <subcommand>"],
     [["journal", "dump", "--help"], "Usage: stockd journal dump"],
     [["verify", "-h"], "Usage: stockd verify"],
-    [["serve", "--help"], "gateway is not enabled"],
+    [["serve", "--help"], "--grpc-port N"],
+    [["token", "--help"], "Usage: stockd token"],
   ] as const)("%j", async ([args, text], { expect }) => {
     const r = await cli(args);
     expect(r.code).toBe(0);
