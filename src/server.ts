@@ -40,6 +40,8 @@ export interface ServerOptions {
   jwtSecret?: string;
   logger?: Logger;
   queueCountMax?: number;
+  /** Recovery waits for this first (tests: to see /readyz before ready). */
+  startGate?: Promise<void>;
   /** Told when the engine has recovered, before the gateway's records. */
   onRecovered?: (engine: Engine) => void;
   /** Told once when the engine breaks down (every command then fails). */
@@ -99,6 +101,7 @@ export class Server {
   }
 
   private async recover(options: ServerOptions): Promise<void> {
+    await options.startGate;
     const startMs = Date.now();
     const engine = await Engine.open({
       ...defined({
