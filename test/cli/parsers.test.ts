@@ -79,7 +79,21 @@ describe("serveSettings", () => {
       durability: "fsync",
       holdDurationMs: 900_000,
       truncateDamagedTail: false,
+      grpcPort: 50051,
+      httpPort: 8080,
+      host: "0.0.0.0",
+      taxRateBps: 1800,
     });
+  });
+
+  it("reads the listeners and the tax rate", () => {
+    expect(
+      serveSettings(["--grpc-port", "0", "--tax-rate", "7.25%"], {
+        STOCKD_HTTP_PORT: "9090",
+        STOCKD_HOST: "127.0.0.1",
+        STOCKD_GRPC_PORT: "1",
+      }),
+    ).toMatchObject({ grpcPort: 0, httpPort: 9090, host: "127.0.0.1", taxRateBps: 725 });
   });
 
   it("reads the environment, and a flag wins over its variable", () => {
@@ -120,6 +134,10 @@ describe("serveSettings", () => {
     [["--durability", "sometimes"], {}, "--durability must be fsync or relaxed"],
     [["--bogus"], {}, "Unknown option '--bogus'"],
     [["extra"], {}, "Unexpected argument 'extra'"],
+    [["--http-port", "65536"], {}, "--http-port must be between 0 and 65535"],
+    [[], { STOCKD_GRPC_PORT: "-1" }, "STOCKD_GRPC_PORT must be"],
+    [["--tax-rate", "101"], {}, "--tax-rate must be a percentage"],
+    [[], { STOCKD_TAX_RATE: "lots" }, "STOCKD_TAX_RATE must be a percentage"],
   ])("refuses %j %j", (argv, env, message) => {
     expect(() => serveSettings(argv, env)).toThrow(message);
   });

@@ -65,7 +65,11 @@ describe("order lifecycle over gRPC", () => {
     const lost = answers[1 - won] as PromiseRejectedResult;
     expect(lost.reason.reason).toBe("OUT_OF_STOCK");
     expect(lost.reason.code).toBe(9); // FAILED_PRECONDITION
-    const order = (answers[won] as PromiseFulfilledResult<{ order: any }>).value.order;
+    const order = (
+      answers[won] as PromiseFulfilledResult<{
+        order: { id: string; status: OrderStatus; reservedTillTimeMs: bigint };
+      }>
+    ).value.order;
     expect(order.status).toBe(OrderStatus.PENDING_PAYMENT);
     expect(await stock()).toEqual({ available: 0n, reserved: 1n });
 
