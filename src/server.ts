@@ -29,6 +29,7 @@ export interface ServerOptions {
   grpcPort?: number;
   /** 0 picks a free port (default 8080). */
   httpPort?: number;
+  /** Engine worker threads (default: one per core but one, at least one). */
   workerCount?: number;
   partitionCount?: number;
   durability?: Durability;
@@ -111,6 +112,8 @@ export class Server {
         queueCountMax: options.queueCountMax,
       }),
       dataDir: options.dataDir,
+      // The gateway's transports run on the main thread: leave it a core.
+      spareCoreCount: 1,
       durability: options.durability ?? "fsync",
       truncateDamagedTail: options.truncateDamagedTail ?? false,
       onBroken: (why) => {

@@ -34,7 +34,8 @@ Options (a flag wins over its environment variable):
   --tax-rate PERCENT        tax on carts and orders: 18, 18%, 7.25%
                             [STOCKD_TAX_RATE; default 18%]
   --workers N               worker threads; 0 runs the partitions in-process
-                            [STOCKD_WORKERS; default: one per core, at most
+                            [STOCKD_WORKERS; default: one per core but one
+                            (the gateway's), at least one, at most
                             one per partition]
   --partitions N            partitions of a new data directory (fixed
                             afterwards) [STOCKD_PARTITIONS; default ${limits.partitionCountDefault}]

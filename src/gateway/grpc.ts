@@ -33,7 +33,6 @@ import {
   type GetWarehouseRequest,
   InventoryService,
   type ListWarehousesRequest,
-  type Location,
   MoneySchema,
   OrderSchema,
   OrderService,
@@ -46,9 +45,6 @@ import {
   type ReservationSchema,
   ReservationService,
   ReservationStatus,
-  type ReserveBatchRequest,
-  type ReserveRequest,
-  ReserveResponseSchema,
   type SearchProductsRequest,
   type SetCartItemRequest,
   StockLevelSchema,
@@ -56,6 +52,14 @@ import {
 } from "../gen/stockd/v1/api_pb.ts";
 import type { Principal } from "./auth.ts";
 import type { Product, Warehouse } from "./catalog.ts";
+import {
+  decodeReserveBatchRequest,
+  decodeReserveRequest,
+  encodeReserveBatchResponse,
+  encodeReserveResponse,
+  isMalformed,
+  type Malformed,
+} from "./codec.ts";
 import { ApiCode, ApiError, invalid } from "./errors.ts";
 import { gatewayLimits } from "./limits.ts";
 import type { Metrics } from "./metrics.ts";
@@ -68,18 +72,31 @@ import type { Level, ReservationOut, ReserveInput } from "./stock.ts";
 // `serviceDefinition` builds grpc-js's definition from the generated
 // descriptor (toBinary/fromBinary as the serializers), in this one place.
 
+/** A method's codec written by hand (src/gateway/codec.ts), in place of
+ * protobuf-es's, for the hot path. */
+export interface MethodCodec {
+  requestDeserialize: (bytes: Buffer) => unknown;
+  responseSerialize: (value: never) => Buffer;
+}
+
 /** A grpc-js service definition for a protobuf-es service descriptor. */
-export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
+export function serviceDefinition(
+  service: DescService,
+  codecs: Record<string, MethodCodec> = {},
+): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
+    const codec = codecs[m.localName];
     def[m.localName] = {
       path: `/${service.typeName}/${m.name}`,
       originalName: m.name,
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
       responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
       requestSerialize: serializer(m.input) as (m: unknown) => Buffer,
-      requestDeserialize: deserializer(m.input),
-      responseSerialize: serializer(m.output) as (m: unknown) => Buffer,
+      requestDeserialize: codec?.requestDeserialize ?? deserializer(m.input),
+      responseSerialize: (codec?.responseSerialize ?? serializer(m.output)) as (
+        m: unknown,
+      ) => Buffer,
       responseDeserialize: deserializer(m.output),
     };
   }
@@ -118,7 +135,7 @@ export function buildGrpc(options: GrpcOptions): GrpcServer {
   const h = new Handlers(options);
   server.addService(serviceDefinition(CatalogService), h.catalog());
   server.addService(serviceDefinition(InventoryService), h.inventory());
-  server.addService(serviceDefinition(ReservationService), h.reservations());
+  server.addService(serviceDefinition(ReservationService, reserveCodecs), h.reservations());
   server.addService(serviceDefinition(CartService), h.carts());
   server.addService(serviceDefinition(OrderService), h.orders());
   const health = new HealthImplementation({ "": "NOT_SERVING" });
@@ -145,6 +162,14 @@ function reflection(): ReflectionService {
     pkg as unknown as ConstructorParameters<typeof ReflectionService>[0],
   );
 }
+
+const reserveCodecs: Record<string, MethodCodec> = {
+  reserve: { requestDeserialize: decodeReserveRequest, responseSerialize: encodeReserveResponse },
+  reserveBatch: {
+    requestDeserialize: decodeReserveBatchRequest,
+    responseSerialize: encodeReserveBatchResponse,
+  },
+};
 
 // biome-ignore lint/suspicious/noExplicitAny: grpc-js's untyped service implementation
 type Unary = grpc.handleUnaryCall<any, any>;
@@ -250,38 +275,26 @@ class Handlers {
 
   reservations(): grpc.UntypedServiceImplementation {
     return {
-      reserve: this.unary(Operation.Reserve, async (s, _p, r: ReserveRequest) => {
-        const out = await s.reserve(reserveInput(r));
+      reserve: this.unary(Operation.Reserve, async (s, _p, r: ReserveInput | Malformed) => {
+        if (isMalformed(r)) throw invalid(r.malformed);
+        const out = await s.reserve(checkedPlace(r));
         this.o.metrics.reservation("HELD");
-        return create(ReserveResponseSchema, {
-          reservation: reservationMsg(out),
-          replayed: out.replayed,
-        });
+        return out;
       }),
-      reserveBatch: this.unary(Operation.ReserveBatch, async (s, _p, r: ReserveBatchRequest) => {
-        const results = await s.reserveBatch(r.requests.map(reserveInput));
-        let held = 0;
-        const answers = results.map((x) => {
-          if (x instanceof ApiError) {
-            this.o.metrics.reservation(x.code);
-            return {
-              result: {
-                case: "error" as const,
-                value: { code: x.code, message: x.message, details: stringMap(x.details) },
-              },
-            };
+      reserveBatch: this.unary(
+        Operation.ReserveBatch,
+        async (s, _p, r: ReserveInput[] | Malformed) => {
+          if (isMalformed(r)) throw invalid(r.malformed);
+          const results = await s.reserveBatch(r.map(checkedPlace));
+          let held = 0;
+          for (const x of results) {
+            if (x instanceof ApiError) this.o.metrics.reservation(x.code);
+            else held++;
           }
-          held++;
-          return {
-            result: {
-              case: "ok" as const,
-              value: { reservation: reservationMsg(x), replayed: x.replayed },
-            },
-          };
-        });
-        this.o.metrics.reservation("HELD", held);
-        return { results: answers };
-      }),
+          this.o.metrics.reservation("HELD", held);
+          return results;
+        },
+      ),
       releaseReservation: this.unary(
         Operation.ReleaseReservation,
         async (s, _p, r: ReleaseReservationRequest) => ({
@@ -340,20 +353,15 @@ class Handlers {
   }
 }
 
-function reserveInput(r: ReserveRequest): ReserveInput {
-  return {
-    lines: r.lines.map((l) => ({
-      productId: l.productId,
-      warehouseId: l.warehouseId,
-      quantity: int(l.quantity),
-    })),
-    holdSeconds: r.holdSeconds,
-    requestId: r.requestId,
-    shipTo: place(r.shipTo),
-  };
+/** A decoded reservation with its shipping place checked. */
+function checkedPlace(r: ReserveInput): ReserveInput {
+  if (r.shipTo !== undefined) r.shipTo = place(r.shipTo);
+  return r;
 }
 
-function place(l: Location | undefined): { latitude: number; longitude: number } | undefined {
+function place(
+  l: { latitude: number; longitude: number } | undefined,
+): { latitude: number; longitude: number } | undefined {
   if (l === undefined) return undefined;
   if (
     !(Math.abs(l.latitude) <= 90 && Math.abs(l.longitude) <= 180) ||

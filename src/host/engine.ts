@@ -64,6 +64,9 @@ export interface EngineOptions {
   /** Worker threads; 0 runs the partitions on the calling thread (tests,
    * tools). Default: the machine's cores. */
   workerCount?: number;
+  /** Cores the default worker count leaves to the calling thread (a server's
+   * gateway): workers = cores - spare, at least 1. */
+  spareCoreCount?: number;
   durability?: Durability;
   holdDurationMs?: number;
   wheelTickMs?: number;
@@ -176,7 +179,9 @@ export class Engine {
       await store.close();
     }
     const partitionCount = meta.partitionCount;
-    const workerCount = options.workerCount ?? Math.min(availableParallelism(), partitionCount);
+    const workerCount =
+      options.workerCount ??
+      Math.min(Math.max(1, availableParallelism() - (options.spareCoreCount ?? 0)), partitionCount);
     if (!(Number.isInteger(workerCount) && workerCount >= 0 && workerCount <= partitionCount)) {
       throw new DataDirError(`worker count must be 0..${partitionCount}`);
     }

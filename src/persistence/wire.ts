@@ -217,14 +217,13 @@ export class Reader {
     if (end > this.end) throw new WireError("truncated string");
     this.pos = end;
     const b = this.buf;
-    if (len < 64) {
-      let s = "";
+    if (len < 256) {
       for (let i = start; i < end; i++) {
-        const c = b[i]!;
-        if (c >= 0x80) return utf8(b.subarray(start, end));
-        s += String.fromCharCode(c);
+        if (b[i]! >= 0x80) return utf8(b.subarray(start, end));
       }
-      return s;
+      // One flat string (concatenation would build a rope that every Map
+      // lookup of the id flattens again).
+      return String.fromCharCode.apply(null, b.subarray(start, end) as unknown as number[]);
     }
     return utf8(b.subarray(start, end));
   }
