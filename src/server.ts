@@ -55,7 +55,7 @@ export class Server {
   private records: RecordStore | null = null;
   private orders: Orders | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
-  private closing: Promise<void> | null = null;
+  closing: Promise<void> | null = null;
   private status = { ready: false, role: "standalone", detail: "recovering" };
 
   private constructor(
@@ -77,6 +77,7 @@ export class Server {
       logger,
       metrics,
       service: () => server?.service ?? null,
+      stopping: () => server?.closing != null,
       readiness: () => server?.status ?? { ready: false, role: "standalone", detail: "starting" },
     });
     const g = buildGrpc({ logger, metrics, service: () => server?.service ?? null });
@@ -189,7 +190,7 @@ export class Server {
     this.status = { ...this.status, ready: false, detail: "stopping" };
     this.health.setStatus("", "NOT_SERVING");
     if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
-    await Promise.all([this.http.close(), shutdownGrpc(this.grpcServer)]);
+    await Promise.all([shutdownHttp(this.http), shutdownGrpc(this.grpcServer)]);
     this.orders?.close();
     await this.engine?.close();
     await this.records?.close();
@@ -209,6 +210,21 @@ function bind(server: grpc.Server, address: string): Promise<number> {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
       if (err !== null) reject(err);
       else resolve(port);
+    });
+  });
+}
+
+/** Waits for requests in flight, at most 10 s, then cuts what is left
+ * (a keep-alive connection would otherwise hold the stop for its timeout). */
+function shutdownHttp(app: FastifyInstance): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      app.server.closeAllConnections();
+      resolve();
+    }, 10_000);
+    app.close().then(() => {
+      clearTimeout(timer);
+      resolve();
     });
   });
 }

@@ -101,12 +101,16 @@ export class Catalog {
 
   mustWarehouse(id: string): Warehouse {
     const w = this.warehouses.get(id);
+    if (w === undefined && id === "")
+      throw invalid("warehouseId is required", { field: "warehouseId" });
     if (w === undefined) throw notFound("warehouse", id);
     return w;
   }
 
   mustProduct(id: string): Product {
     const p = this.products.get(id);
+    if (p === undefined && id === "")
+      throw invalid("productId is required", { field: "productId" });
     if (p === undefined) throw notFound("product", id);
     return p;
   }

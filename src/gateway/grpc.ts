@@ -277,7 +277,7 @@ class Handlers {
     return {
       reserve: this.unary(Operation.Reserve, async (s, _p, r: ReserveInput | Malformed) => {
         if (isMalformed(r)) throw invalid(r.malformed);
-        const out = await s.reserve(checkedPlace(r));
+        const out = await s.reserve(r);
         this.o.metrics.reservation("HELD");
         return out;
       }),
@@ -285,7 +285,7 @@ class Handlers {
         Operation.ReserveBatch,
         async (s, _p, r: ReserveInput[] | Malformed) => {
           if (isMalformed(r)) throw invalid(r.malformed);
-          const results = await s.reserveBatch(r.map(checkedPlace));
+          const results = await s.reserveBatch(r);
           let held = 0;
           for (const x of results) {
             if (x instanceof ApiError) this.o.metrics.reservation(x.code);
@@ -351,12 +351,6 @@ class Handlers {
       })),
     };
   }
-}
-
-/** A decoded reservation with its shipping place checked. */
-function checkedPlace(r: ReserveInput): ReserveInput {
-  if (r.shipTo !== undefined) r.shipTo = place(r.shipTo);
-  return r;
 }
 
 function place(

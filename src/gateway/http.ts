@@ -40,6 +40,8 @@ export interface HttpOptions {
   metrics: Metrics;
   /** The service once recovery is done; null before. */
   service: () => Service | null;
+  /** True once a graceful stop began: new requests are refused. */
+  stopping: () => boolean;
   /** What /readyz reports. */
   readiness: () => { ready: boolean; role: string; detail: string };
 }
@@ -52,7 +54,7 @@ const page = {
   type: "object",
   properties: {
     cursor: text(512),
-    pageSize: { type: "string", pattern: "^[0-9]{1,4}$" },
+    pageSize: { type: "string", pattern: "^[1-9][0-9]{0,3}$" },
   },
   additionalProperties: false,
 } as const;
@@ -129,6 +131,7 @@ const schemas = {
     properties: {
       quantities: {
         type: "array",
+        minItems: 1,
         maxItems: 100,
         items: { type: "integer", minimum: 0, maximum: 1_000_000_000 },
       },
@@ -181,7 +184,19 @@ export function buildHttp(options: HttpOptions): FastifyInstance {
     // No per-request logging (the hot path): errors are logged below.
     logger: false,
     bodyLimit: gatewayLimits.bodyBytesMax,
-    return503OnClosing: true,
+    // Path ids are up to 128 characters (the schema says so, with our error).
+    maxParamLength: 512,
+    // Refused while stopping by the onRequest hook, in our error shape.
+    return503OnClosing: false,
+    // Malformed URLs and the like, in our error shape too.
+    frameworkErrors: (err, _req, reply) => {
+      const e =
+        err.code === "FST_ERR_BAD_URL" ? invalid(`malformed URL: ${err.message}`) : toApiError(err);
+      reply.errorCode = e.code;
+      void (reply as unknown as { code(n: number): { send(b: unknown): void } })
+        .code(e.httpStatus)
+        .send(e.toJSON());
+    },
     ajv: {
       // Strict: a string is not a number, an extra field is an error.
       customOptions: {
@@ -193,6 +208,8 @@ export function buildHttp(options: HttpOptions): FastifyInstance {
     },
   });
   app.decorateRequest("principal", null);
+  // JSON only: without this Fastify would parse text/plain bodies itself.
+  app.removeContentTypeParser("text/plain");
   app.decorateReply("errorCode", "");
   // An empty JSON body is no body (POST .../release): the default parser
   // (with its prototype-poisoning checks) for everything else.
@@ -207,6 +224,7 @@ export function buildHttp(options: HttpOptions): FastifyInstance {
     if (op === undefined) return;
     const s = options.service();
     if (s === null) throw new ApiError(ApiCode.Unavailable, "stockd is starting: recovering");
+    if (options.stopping()) throw new ApiError(ApiCode.Unavailable, "stockd is stopping");
     req.principal = await s.caller(req.headers.authorization, op);
   });
   app.addHook("onResponse", async (req, reply) => {

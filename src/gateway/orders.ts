@@ -195,6 +195,11 @@ export class Orders {
         pendingOrderId: "",
         updateTimeMs: this.config.now(),
       };
+      if (!Number.isSafeInteger(this.view(next).totalMinor)) {
+        throw invalid("the cart's total with tax would be too large to count exactly", {
+          field: "quantity",
+        });
+      }
       await this.records.write([{ kind: RecordKind.Cart, key: userId, value: next }]);
       return this.view(next);
     });

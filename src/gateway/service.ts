@@ -1,4 +1,4 @@
-import type { AdjustmentReason } from "../engine/index.ts";
+import { type AdjustmentReason, limits } from "../engine/index.ts";
 import type { Place } from "./allocate.ts";
 import { type Auth, authorize, type Principal, Role } from "./auth.ts";
 import type { Catalog, NewProduct, NewWarehouse, Page, Product, Warehouse } from "./catalog.ts";
@@ -188,11 +188,11 @@ export class Service {
   }
 
   recordPayment(orderId: string, succeeded: boolean, paymentId: string): Promise<Order> {
-    return this.orders.recordPayment(orderId, succeeded, paymentId);
+    return this.orders.recordPayment(required("orderId", orderId), succeeded, paymentId);
   }
 
   order(p: Principal, orderId: string): Order {
-    const o = this.orders.order(orderId);
+    const o = this.orders.order(required("id", orderId));
     // Another customer's order is not found, so its existence does not leak.
     if (o === undefined || (p.role === Role.Customer && o.userId !== p.sub)) {
       throw notFound("order", orderId);
@@ -214,7 +214,9 @@ function pageSizeOf(pageSize: number | undefined): number {
   return pageSize;
 }
 
-/** Hold ids are positive integers below 2^53, sent as decimal strings. */
+/** Hold ids are positive integers below 2^53, sent as decimal strings. A
+ * well-formed id the engine never gave (every hold id is at least 1024:
+ * `seq * 1024 + partition`) is not found, like any other unknown id. */
 export function holdIdOf(id: string): number {
   const n = /^[1-9][0-9]{0,15}$/.test(id) ? Number(id) : Number.NaN;
   if (!Number.isSafeInteger(n)) {
@@ -222,5 +224,14 @@ export function holdIdOf(id: string): number {
       field: "id",
     });
   }
+  if (n < limits.partitionCountMax) {
+    throw new ApiError("HOLD_NOT_FOUND", `reservation ${n} not found`, { id });
+  }
   return n;
+}
+
+/** An id a request must carry (proto3 sends a missing one as ""). */
+function required(field: string, id: string): string {
+  if (id === "") throw invalid(`${field} is required`, { field });
+  return id;
 }

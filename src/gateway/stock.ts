@@ -112,6 +112,7 @@ export class Stock {
       wanted = this.checkLines(input.lines);
       holdDurationMs = this.holdDuration(input.holdSeconds);
       requestId = requestIdIn(input.requestId);
+      if (input.shipTo !== undefined) placeIn(input.shipTo);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -327,6 +328,17 @@ function level(p: PositionView): Level {
     available: p.available,
     reserved: p.reserved,
   };
+}
+
+function placeIn(p: Place): void {
+  if (
+    !(Math.abs(p.latitude) <= 90 && Math.abs(p.longitude) <= 180) ||
+    Number.isNaN(p.latitude + p.longitude)
+  ) {
+    throw invalid("the shipping place must be a latitude within ±90 and a longitude within ±180", {
+      field: "ship_to",
+    });
+  }
 }
 
 export function quantityIn(field: string, q: number, min: 0 | 1): void {

@@ -18,7 +18,15 @@ import { GrpcClient, type GrpcFailure, type Harness, seed, startServer } from ".
 // refused request changes nothing.
 
 /** Who sends a row: a token of this role/subject, or none. */
-type Caller = "admin" | "service" | "customerA" | "customerB" | "customerC" | "none";
+type Caller =
+  | "admin"
+  | "service"
+  | "customerA"
+  | "customerB"
+  | "customerC"
+  | "customerD"
+  | "customerE"
+  | "none";
 
 /** Ids known once the state is seeded; rows name them as `$key` in any
  * string (path, body, request). */
@@ -35,8 +43,12 @@ interface Ctx {
   pBig: string;
   /** A service's open reservation of 2 x p1 in w1. */
   hold: string;
+  /** Another, of 1 x p2 in w1, for the one row that could fulfil it. */
+  hold2: string;
   /** Customer B's order, awaiting payment. */
   order: string;
+  /** The reservation of customer B's order. */
+  orderHold: string;
   /** Customer A's cart (two items, no order). */
   cartA: string;
   /** Customer B's cart (its order pending). */
@@ -90,7 +102,8 @@ function row(
   headers?: Record<string, string>,
 ): HttpCase {
   return {
-    name: `${method} ${path.split("?")[0]}: ${name}`,
+    // Long runs of one character (ids of 129 x) shown as "x*129".
+    name: `${method} ${path.split("?")[0]!.replace(/(.)\1{19,}/g, (m, ch) => `${ch}*${m.length}`)}: ${name}`,
     as,
     method,
     path,
@@ -262,6 +275,16 @@ const productReadRows: HttpCase[] = [
   search("unknown query parameter", "q=widget"),
   row("admin", "GET", `/v1/products/${unknownProduct}`, "unknown id", undefined, 404, NOT_FOUND),
   row("admin", "GET", `/v1/products/${long129}`, "id of 129 characters", undefined, 400, BAD),
+  row(
+    "admin",
+    "GET",
+    `/v1/products/${"x".repeat(110)}`,
+    "unknown id of 110 characters",
+    undefined,
+    404,
+    NOT_FOUND,
+  ),
+  row("admin", "GET", "/v1/products/%E0%A4%A", "id with a broken %-escape", undefined, 400, BAD),
 ];
 
 const receiptOk = { productId: "$p1", warehouseId: "$w1", quantity: 5 };
@@ -1120,6 +1143,48 @@ const grpcRows: GrpcCase[] = [
   ),
 ];
 
+// ---- last: rows that would leave a broken state if wrongly accepted -------------------
+
+// Customer D's and E's carts are empty. One Yacht line is 900 x 10^13 =
+// 9 x 10^15 minor units, just under 2^53; with 18% tax the cart's total is
+// 1.062 x 10^16, past 2^53: no exact amount. Checkout refuses such a total;
+// adding the item must be refused too, or the cart can no longer be shown.
+const lastHttpRows: HttpCase[] = [
+  cartItem(
+    "a line whose total with tax passes 2^53 minor units",
+    { productId: "$pBig", quantity: 900 },
+    400,
+    BAD,
+    "customerD",
+  ),
+  row(
+    "service",
+    "POST",
+    "/v1/reservations/$hold2/fulfil",
+    "quantities [] for a hold of 1 line",
+    { quantities: [] },
+    400,
+    BAD,
+  ),
+];
+const lastGrpcRows: GrpcCase[] = [
+  g(
+    CartService,
+    "setCartItem",
+    "customerE",
+    "a line whose total with tax passes 2^53 minor units",
+    { productId: "$pBig", quantity: 900n },
+    INVALID,
+    BAD,
+  ),
+];
+const lastRows = [...lastHttpRows, ...lastGrpcRows];
+
+/** Each result of a ReserveBatch: its error code, or "ok". */
+function batchCodes(res: { results?: { result: { case: string; value: { code: string } } }[] }) {
+  return res.results?.map((x) => (x.result.case === "error" ? x.result.value.code : x.result.case));
+}
+
 // ---- running them -----------------------------------------------------------------
 
 /** `$key` in every string of a value replaced by the context's id. */
@@ -1171,6 +1236,8 @@ describe("bad input: every refusal has its status and changes nothing", () => {
       customerA: await h.token("customer-a", "customer"),
       customerB: await h.token("customer-b", "customer"),
       customerC: await h.token("customer-c", "customer"),
+      customerD: await h.token("customer-d", "customer"),
+      customerE: await h.token("customer-e", "customer"),
     };
     const ok = async (p: Promise<{ status: number; body: unknown }>, status = 200) => {
       const r = await p;
@@ -1199,6 +1266,13 @@ describe("bad input: every refusal has its status and changes nothing", () => {
       }),
       201,
     );
+    const hold2 = await ok(
+      h.http.post("/v1/reservations", tokens.service, {
+        lines: [{ productId: p2, warehouseId: w1, quantity: 1 }],
+        holdSeconds: 3600,
+      }),
+      201,
+    );
     await ok(h.http.post("/v1/cart/items", tokens.customerA, { productId: p1, quantity: 2 }));
     const cartA = await ok(
       h.http.post("/v1/cart/items", tokens.customerA, { productId: p2, quantity: 1 }),
@@ -1218,7 +1292,9 @@ describe("bad input: every refusal has its status and changes nothing", () => {
       pUsd,
       pBig,
       hold: hold.id,
+      hold2: hold2.id,
       order: order.id,
+      orderHold: order.reservationId as string,
       cartA: cartA.id,
       cartB: cartB.id,
       cartC: cartC.id,
@@ -1234,6 +1310,8 @@ describe("bad input: every refusal has its status and changes nothing", () => {
       customerA: new GrpcClient(port, tokens.customerA),
       customerB: new GrpcClient(port, tokens.customerB),
       customerC: new GrpcClient(port, tokens.customerC),
+      customerD: new GrpcClient(port, tokens.customerD),
+      customerE: new GrpcClient(port, tokens.customerE),
       none: new GrpcClient(port, undefined),
     };
     before = await snapshot();
@@ -1246,15 +1324,16 @@ describe("bad input: every refusal has its status and changes nothing", () => {
 
   /** Everything observable of the seeded state, read over HTTP. */
   async function snapshot() {
-    const read = async (path: string, token: string) => {
+    // A failed read is recorded, not thrown: the snapshot then differs, and
+    // no request is left in flight when a test ends.
+    const read = async (path: string, token: string): Promise<unknown> => {
       const r = await h.http.get(path, token);
-      expect(r.status, `snapshot read ${path}: ${show(r.body)}`).toBe(200);
-      return r.body as unknown;
+      return r.status === 200 ? r.body : { readFailed: path, status: r.status, body: r.body };
     };
     const products = [c.p1, c.p2, c.pUsd, c.pBig];
     const warehouses = [c.w1, c.w2];
-    const order = (await read(`/v1/orders/${c.order}`, tokens.admin)) as { reservationId: string };
-    const [inventory, product, warehouse, lists, carts, holds] = await Promise.all([
+    const [order, inventory, product, warehouse, lists, carts, holds] = await Promise.all([
+      read(`/v1/orders/${c.order}`, tokens.admin),
       Promise.all(products.map((p) => read(`/v1/inventory/${p}`, tokens.admin))),
       Promise.all(products.map((p) => read(`/v1/products/${p}`, tokens.admin))),
       Promise.all(warehouses.map((w) => read(`/v1/warehouses/${w}`, tokens.admin))),
@@ -1263,12 +1342,16 @@ describe("bad input: every refusal has its status and changes nothing", () => {
         read("/v1/products?pageSize=100", tokens.admin),
       ]),
       Promise.all(
-        [tokens.customerA, tokens.customerB, tokens.customerC].map((t) =>
-          read("/v1/cart/items", t),
-        ),
+        [
+          tokens.customerA,
+          tokens.customerB,
+          tokens.customerC,
+          tokens.customerD,
+          tokens.customerE,
+        ].map((t) => read("/v1/cart/items", t)),
       ),
       Promise.all(
-        [c.hold, order.reservationId].map((id) => read(`/v1/reservations/${id}`, tokens.service)),
+        [c.hold, c.hold2, c.orderHold].map((id) => read(`/v1/reservations/${id}`, tokens.service)),
       ),
     ]);
     return { inventory, product, warehouse, lists, carts, order, holds };
@@ -1283,6 +1366,7 @@ describe("bad input: every refusal has its status and changes nothing", () => {
   }
 
   it("the seeded state is what the tables assume", () => {
+    expect(show(before)).not.toContain("readFailed");
     const s = before as {
       inventory: { available: number; reserved: number }[];
       carts: { id: string; items: unknown[]; pendingOrderId?: string }[];
@@ -1291,20 +1375,20 @@ describe("bad input: every refusal has its status and changes nothing", () => {
     };
     expect(s.inventory.map((l) => [l.available, l.reserved])).toEqual([
       [78, 2],
-      [19, 1],
+      [18, 2],
       [10, 0],
       [5, 0],
     ]);
-    expect(s.carts.map((x) => x.items.length)).toEqual([2, 1, 0]);
+    expect(s.carts.map((x) => x.items.length)).toEqual([2, 1, 0, 0, 0]);
     expect(s.carts[1]!.pendingOrderId).toBe(c.order);
     expect(s.order).toMatchObject({ status: "PENDING_PAYMENT", userId: "customer-b" });
-    expect(s.holds.map((x) => x.status)).toEqual(["OPEN", "OPEN"]);
-    expect(httpRows.length + grpcRows.length).toBeGreaterThan(300);
-    expect(new Set(httpRows.map((r) => r.name)).size).toBe(httpRows.length);
-    expect(new Set(grpcRows.map((r) => r.name)).size).toBe(grpcRows.length);
+    expect(s.holds.map((x) => x.status)).toEqual(["OPEN", "OPEN", "OPEN"]);
+    expect(httpRows.length + grpcRows.length + lastRows.length).toBeGreaterThan(300);
+    const names = [...httpRows, ...grpcRows, ...lastRows].map((r) => r.name);
+    expect(new Set(names).size).toBe(names.length);
   });
 
-  it.each(httpRows)("HTTP $name -> $status $code", async (row) => {
+  async function sendHttp(row: HttpCase) {
     const body = fill(row.body, c);
     const headers = { ...row.headers };
     if (body instanceof Raw) headers["content-type"] = body.contentType;
@@ -1328,9 +1412,9 @@ describe("bad input: every refusal has its status and changes nothing", () => {
       false,
     );
     await unchanged(row.name);
-  });
+  }
 
-  it.each(grpcRows)("gRPC $name -> $reason", async (row) => {
+  async function sendGrpc(row: GrpcCase) {
     const client = clients[row.as];
     const failure = await client.call(row.service, row.method, fill(row.request, c)).then(
       (res: unknown): GrpcFailure => {
@@ -1345,27 +1429,52 @@ describe("bad input: every refusal has its status and changes nothing", () => {
     });
     expect(failure.message.trim(), answer).not.toBe("");
     await unchanged(row.name);
-  });
+  }
+
+  for (const row of httpRows) {
+    it(`HTTP ${row.name} -> ${row.status} ${row.code}`, () => sendHttp(row));
+  }
+  for (const row of grpcRows) {
+    it(`gRPC ${row.name} -> ${GrpcStatus[row.code]} ${row.reason}`, () => sendGrpc(row));
+  }
 
   it("gRPC: a batch answers each bad request on its own and holds nothing for them", async () => {
-    const client = clients.service;
     const requests = [
       { lines: [] },
       { lines: [grpcLine({ quantity: 0n })] },
       { lines: [grpcLine({ quantity: 2n ** 53n + 1n })] },
       { lines: [grpcLine({ productId: unknownProduct })] },
       { lines: [grpcLine({ quantity: 1000n })] },
-      { lines: [grpcLine()], shipTo: { latitude: 91, longitude: 0 } },
+      { lines: [grpcLine({ warehouseId: unknownWarehouse })] },
     ];
-    const res = await client.call(ReservationService, "reserveBatch", {
+    const res = await clients.service.call(ReservationService, "reserveBatch", {
       requests: fill(requests, c),
     });
-    const codes = res.results.map((x: { result: { case: string; value: { code: string } } }) =>
-      x.result.case === "error" ? x.result.value.code : x.result.case,
-    );
-    expect(codes).toEqual([BAD, BAD, BAD, NOT_FOUND, "OUT_OF_STOCK", BAD]);
+    expect(batchCodes(res)).toEqual([BAD, BAD, BAD, NOT_FOUND, "OUT_OF_STOCK", NOT_FOUND]);
     await unchanged("the batch of bad requests");
   });
+
+  it("gRPC: a batch with one bad ship_to answers that one INVALID_ARGUMENT, the others on their own", async () => {
+    const requests = [
+      { lines: [grpcLine({ quantity: 0n })] },
+      { lines: [grpcLine({ warehouseId: "" })], shipTo: { latitude: 91, longitude: 0 } },
+      { lines: [grpcLine({ quantity: 1000n })] },
+    ];
+    const res = await clients.service
+      .call(ReservationService, "reserveBatch", { requests: fill(requests, c) })
+      .catch((e: GrpcFailure) => ({ failed: e }));
+    expect(batchCodes(res), `answered ${show(res)}`).toEqual([BAD, BAD, "OUT_OF_STOCK"]);
+    await unchanged("the batch with a bad ship_to");
+  });
+
+  // Rows that, wrongly accepted, leave a state that later reads cannot
+  // serve: they run last, each on a cart of its own.
+  for (const row of lastHttpRows) {
+    it(`HTTP ${row.name} -> ${row.status} ${row.code}`, () => sendHttp(row));
+  }
+  for (const row of lastGrpcRows) {
+    it(`gRPC ${row.name} -> ${GrpcStatus[row.code]} ${row.reason}`, () => sendGrpc(row));
+  }
 
   it("the data is unchanged after all of them", async () => {
     expect(await snapshot()).toEqual(before);
