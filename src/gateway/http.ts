@@ -219,17 +219,38 @@ export function buildHttp(options: HttpOptions): FastifyInstance {
     else json(req, body as string, done);
   });
 
-  app.addHook("onRequest", async (req) => {
+  // Callback hooks, not async ones: no promise per request on the hot path
+  // (a token seen before is checked without one too).
+  app.addHook("onRequest", (req, _reply, done) => {
     const op = req.routeOptions.config.op;
-    if (op === undefined) return;
+    if (op === undefined) return done();
     const s = options.service();
-    if (s === null) throw new ApiError(ApiCode.Unavailable, "stockd is starting: recovering");
-    if (options.stopping()) throw new ApiError(ApiCode.Unavailable, "stockd is stopping");
-    req.principal = await s.caller(req.headers.authorization, op);
+    if (s === null)
+      return done(new ApiError(ApiCode.Unavailable, "stockd is starting: recovering"));
+    if (options.stopping()) return done(new ApiError(ApiCode.Unavailable, "stockd is stopping"));
+    const header = req.headers.authorization;
+    let known: Principal | undefined;
+    try {
+      known = s.knownCaller(header, op);
+    } catch (err) {
+      return done(err as ApiError);
+    }
+    if (known !== undefined) {
+      req.principal = known;
+      return done();
+    }
+    s.caller(header, op).then(
+      (p) => {
+        req.principal = p;
+        done();
+      },
+      (err: ApiError) => done(err),
+    );
   });
-  app.addHook("onResponse", async (req, reply) => {
+  app.addHook("onResponse", (req, reply, done) => {
     const op = req.routeOptions.config.op ?? req.routeOptions.url ?? "unknown";
     options.metrics.observe("http", op, reply.errorCode || "OK", reply.elapsedTime / 1000);
+    done();
   });
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const e = toApiError(err);

@@ -1,6 +1,6 @@
 import { type AdjustmentReason, limits } from "../engine/index.ts";
 import type { Place } from "./allocate.ts";
-import { type Auth, authorize, type Principal, Role } from "./auth.ts";
+import { type Auth, authorize, type Principal, Role, type Verified } from "./auth.ts";
 import type { Catalog, NewProduct, NewWarehouse, Page, Product, Warehouse } from "./catalog.ts";
 import { ApiError, invalid, notFound } from "./errors.ts";
 import { gatewayLimits } from "./limits.ts";
@@ -77,7 +77,17 @@ export class Service {
   /** The caller, from the transport's authorization header, allowed to
    * call the operation; throws UNAUTHENTICATED or PERMISSION_DENIED. */
   async caller(header: string | undefined, op: Operation): Promise<Principal> {
-    const v = await this.auth.verify(header);
+    return this.allowed(await this.auth.verify(header), op);
+  }
+
+  /** `caller` without a promise for a token verified before; undefined
+   * when the token must go through `caller`. */
+  knownCaller(header: string | undefined, op: Operation): Principal | undefined {
+    const v = this.auth.verifyKnown(header);
+    return v === undefined ? undefined : this.allowed(v, op);
+  }
+
+  private allowed(v: Verified, op: Operation): Principal {
     if (!v.ok) throw new ApiError("UNAUTHENTICATED", v.message);
     const denied = authorize(v.principal, allowedRoles[op], op);
     if (denied !== null) throw new ApiError("PERMISSION_DENIED", denied.message);
