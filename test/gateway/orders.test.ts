@@ -5,6 +5,7 @@ import {
   OrderService,
   OrderStatus,
   PaymentStatus,
+  ReservationService,
 } from "../../src/gen/stockd/v1/api_pb.ts";
 import { GrpcClient, grpcFails, type Harness, seed, sleep, startServer } from "./support.ts";
 
@@ -216,6 +217,42 @@ describe("checkout idempotency and restarts", () => {
     const cart = await h.http.get("/v1/cart/items", dave.token);
     expect(cart.body.items).toHaveLength(1);
     expect(cart.body.pendingOrderId).toBeUndefined();
+  });
+
+  it("gRPC: checkout and reservation are idempotent by request_id, also across a restart", async () => {
+    const grace = await fill("grace", [[0, 1]]);
+    const g = new GrpcClient(() => h.server.grpcPort, grace.token);
+    const first = await g.call(OrderService, "checkout", {
+      cartId: grace.cartId,
+      requestId: "grace-1",
+    });
+    const again = await g.call(OrderService, "checkout", {
+      cartId: grace.cartId,
+      requestId: "grace-1",
+    });
+    expect(again.order.id).toBe(first.order.id);
+    const svc = g.as(service);
+    const line = { productId: products[2]!, warehouseId: warehouses[0]!, quantity: 2n };
+    const held = await svc.call(ReservationService, "reserve", {
+      lines: [line],
+      requestId: "svc-grpc-9",
+    });
+    expect(held.replayed).toBe(false);
+    const before = (await reservedOf(products[2]!)).reserved;
+    await h.restart();
+    const after = await g.call(OrderService, "checkout", {
+      cartId: grace.cartId,
+      requestId: "grace-1",
+    });
+    expect(after.order.id).toBe(first.order.id);
+    const replay = await svc.call(ReservationService, "reserve", {
+      lines: [line],
+      requestId: "svc-grpc-9",
+    });
+    expect(replay.replayed).toBe(true);
+    expect(replay.reservation.id).toBe(held.reservation.id);
+    expect((await reservedOf(products[2]!)).reserved).toBe(before);
+    g.close();
   });
 
   it("an order whose deadline passed while stockd was down expires at start", async () => {
