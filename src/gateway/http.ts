@@ -185,7 +185,7 @@ export function buildHttp(options: HttpOptions): FastifyInstance {
     logger: false,
     bodyLimit: gatewayLimits.bodyBytesMax,
     // Path ids are up to 128 characters (the schema says so, with our error).
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     // Refused while stopping by the onRequest hook, in our error shape.
     return503OnClosing: false,
     // Malformed URLs and the like, in our error shape too.
