@@ -9,8 +9,9 @@ import {
 } from "@bufbuild/protobuf";
 import { anyPack, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import type { Logger } from "pino";
 import type { AdjustmentReason } from "../engine/index.ts";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.ts";
@@ -157,7 +158,11 @@ function reflection(): ReflectionService {
     CartService,
     OrderService,
   ];
-  const pkg = Object.fromEntries(services.map((s) => [s.typeName, { fileDescriptorProtos }]));
+  // The health service's descriptors come from its own package's proto file.
+  const pkg = {
+    ...loadSync(healthProtoPath),
+    ...Object.fromEntries(services.map((s) => [s.typeName, { fileDescriptorProtos }])),
+  };
   return new ReflectionService(
     pkg as unknown as ConstructorParameters<typeof ReflectionService>[0],
   );

@@ -131,6 +131,7 @@ describe("server", () => {
     for (const s of ["Catalog", "Inventory", "Reservation", "Cart", "Order"]) {
       expect(bytes).toContain(`stockd.v1.${s}Service`);
     }
+    expect(bytes).toContain("grpc.health.v1.Health");
   });
 
   it("pages through search results with cursors, over HTTP and gRPC", async () => {
