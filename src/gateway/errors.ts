@@ -1,4 +1,5 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
+import { ErrorCode } from "../engine/index.ts";
 
 // One catalogue of the codes a caller can see, and the one table that maps
 // each to a gRPC status and an HTTP status. Both transports answer every
@@ -6,30 +7,20 @@ import { status as GrpcStatus } from "@grpc/grpc-js";
 // in the gRPC status details.
 
 export const ApiCode = {
-  InvalidArgument: "INVALID_ARGUMENT",
+  // Every engine refusal reaches the caller under its own code.
+  ...ErrorCode,
   PayloadTooLarge: "PAYLOAD_TOO_LARGE",
   UnsupportedMediaType: "UNSUPPORTED_MEDIA_TYPE",
   Unauthenticated: "UNAUTHENTICATED",
   PermissionDenied: "PERMISSION_DENIED",
   NotFound: "NOT_FOUND",
   MethodNotAllowed: "METHOD_NOT_ALLOWED",
-  OutOfStock: "OUT_OF_STOCK",
-  InsufficientStock: "INSUFFICIENT_STOCK",
-  CapacityExceeded: "CAPACITY_EXCEEDED",
-  HoldNotFound: "HOLD_NOT_FOUND",
-  HoldReleased: "HOLD_RELEASED",
-  HoldExpired: "HOLD_EXPIRED",
-  HoldAborted: "HOLD_ABORTED",
-  HoldFulfilled: "HOLD_FULFILLED",
-  RequestIdReused: "REQUEST_ID_REUSED",
   CurrencyMismatch: "CURRENCY_MISMATCH",
   CartEmpty: "CART_EMPTY",
   CartLocked: "CART_LOCKED",
   OrderExpired: "ORDER_EXPIRED",
   OrderCancelled: "ORDER_CANCELLED",
   OrderAlreadyPaid: "ORDER_ALREADY_PAID",
-  Overloaded: "OVERLOADED",
-  Unavailable: "UNAVAILABLE",
   Internal: "INTERNAL",
 } as const;
 export type ApiCode = (typeof ApiCode)[keyof typeof ApiCode];

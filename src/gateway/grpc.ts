@@ -34,6 +34,7 @@ import {
   type GetWarehouseRequest,
   InventoryService,
   type ListWarehousesRequest,
+  type Location,
   MoneySchema,
   OrderSchema,
   OrderService,
@@ -358,19 +359,9 @@ class Handlers {
   }
 }
 
-function place(
-  l: { latitude: number; longitude: number } | undefined,
-): { latitude: number; longitude: number } | undefined {
-  if (l === undefined) return undefined;
-  if (
-    !(Math.abs(l.latitude) <= 90 && Math.abs(l.longitude) <= 180) ||
-    Number.isNaN(l.latitude + l.longitude)
-  ) {
-    throw invalid("ship_to must be a latitude within ±90 and a longitude within ±180", {
-      field: "ship_to",
-    });
-  }
-  return { latitude: l.latitude, longitude: l.longitude };
+/** A proto Location as a place (checked by the service layer). */
+function place(l: Location | undefined): { latitude: number; longitude: number } | undefined {
+  return l === undefined ? undefined : { latitude: l.latitude, longitude: l.longitude };
 }
 
 /** An int64 as a number; beyond 2^53 it becomes NaN, which every bound

@@ -10,7 +10,7 @@ import { ApiError, type Details, invalid, notFound } from "./errors.ts";
 import { gatewayLimits } from "./limits.ts";
 import { KeyedLock } from "./lock.ts";
 import { lineTotalMinor, taxMinor } from "./money.ts";
-import { engineError, quantityIn, type Stock } from "./stock.ts";
+import { engineError, placeIn, quantityIn, requestIdIn, type Stock } from "./stock.ts";
 
 // Carts and orders (DESIGN.md, "The order lifecycle" and "One outcome per
 // order"). The engine's hold is the truth about the stock; the order record
@@ -215,12 +215,8 @@ export class Orders {
     key: string,
     shipTo: Place | undefined,
   ): Promise<{ order: Order; created: boolean }> {
-    if (key.length > gatewayLimits.keyLengthMax || (key !== "" && !/^[\x21-\x7e]+$/.test(key))) {
-      throw invalid(
-        `Idempotency-Key must be 1 to ${gatewayLimits.keyLengthMax} printable ASCII characters`,
-        { field: "Idempotency-Key" },
-      );
-    }
+    requestIdIn(key);
+    if (shipTo !== undefined) placeIn(shipTo);
     return this.locks.run(`cart:${userId}`, async () => {
       const cart = this.cartRecord(userId);
       if (cart.id !== cartId) throw notFound("cart", cartId);

@@ -10,7 +10,7 @@ import type { Engine as HostEngine } from "../host/index.ts";
 import { RecordKind, type RecordStore } from "../persistence/index.ts";
 import { allocate, type Candidate, type Place, type Wanted } from "./allocate.ts";
 import type { Catalog } from "./catalog.ts";
-import { type ApiCode, ApiError, type Details, invalid } from "./errors.ts";
+import { ApiError, type Details, invalid } from "./errors.ts";
 import { gatewayLimits } from "./limits.ts";
 
 // Stock: receipts, adjustments, levels, and holds (reserve with warehouse
@@ -330,7 +330,8 @@ function level(p: PositionView): Level {
   };
 }
 
-function placeIn(p: Place): void {
+/** Checks a shipping place (both transports, reservations and checkout). */
+export function placeIn(p: Place): void {
   if (
     !(Math.abs(p.latitude) <= 90 && Math.abs(p.longitude) <= 180) ||
     Number.isNaN(p.latitude + p.longitude)
@@ -349,7 +350,8 @@ export function quantityIn(field: string, q: number, min: 0 | 1): void {
   }
 }
 
-function requestIdIn(id: string): string | undefined {
+/** An Idempotency-Key (reservations and checkout); undefined for none. */
+export function requestIdIn(id: string): string | undefined {
   if (id === "") return undefined;
   if (id.length > gatewayLimits.keyLengthMax || !/^[\x21-\x7e]+$/.test(id)) {
     throw invalid(
@@ -373,5 +375,5 @@ export function engineError(f: Failure, lines?: Line[], origin?: number[]): ApiE
     }
   }
   if (f.available !== undefined) details.available = f.available;
-  return new ApiError(f.code as ApiCode, f.message, details);
+  return new ApiError(f.code, f.message, details);
 }
