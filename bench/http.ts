@@ -42,6 +42,8 @@ import {
   writeResults,
 } from "./lib/server_child.ts";
 import {
+  compareWithEcho,
+  type EchoComparison,
   grouped,
   LatencyHistogram,
   type LatencySummary,
@@ -835,34 +837,10 @@ function printRuns(runs: Run[]): void {
   }
 }
 
-interface Comparison {
-  scenario: ScenarioName;
-  stockd: number;
-  echo: number;
-  fraction: number;
-  /** The most other work on the machine took during either run, in cores:
-   * above a quarter of a core, the comparison is suspect. */
-  otherCoresMax: number | null;
-}
+type Comparison = EchoComparison<ScenarioName>;
 
 function comparisons(runs: Run[]): Comparison[] {
-  const out: Comparison[] = [];
-  for (const r of runs) {
-    if (r.server !== "stockd" || r.ratePerS !== null) continue;
-    const echo = runs.find((e) => e.server === "echo" && e.scenario === r.scenario);
-    if (echo === undefined) continue;
-    const a = throughputOf(r);
-    const b = throughputOf(echo);
-    const others = [r.cpu.otherCores, echo.cpu.otherCores];
-    out.push({
-      scenario: r.scenario,
-      stockd: a,
-      echo: b,
-      fraction: b > 0 ? round(a / b, 3) : 0,
-      otherCoresMax: others.includes(null) ? null : Math.max(...(others as number[])),
-    });
-  }
-  return out;
+  return compareWithEcho(runs, throughputOf);
 }
 
 function markdown(runs: Run[], cmp: Comparison[]): string {

@@ -149,3 +149,46 @@ export function table(headers: string[], rows: string[][]): string {
   const rule = widths.map((w) => "-".repeat(w)).join("  ");
   return [line(headers), rule, ...rows.map(line)].join("\n");
 }
+
+/** stockd's throughput in a scenario against the bare echo server's in the
+ * same run (the gateway benchmarks). */
+export interface EchoComparison<S extends string> {
+  scenario: S;
+  stockd: number;
+  echo: number;
+  fraction: number;
+  /** The most other work on the machine took during either run, in cores:
+   * above a quarter of a core, the comparison is suspect. */
+  otherCoresMax: number | null;
+}
+
+interface ComparedRun<S extends string> {
+  server: "stockd" | "echo";
+  scenario: S;
+  ratePerS: number | null;
+  cpu: { otherCores: number | null };
+}
+
+/** Every closed-loop stockd run against the echo run of its scenario. */
+export function compareWithEcho<S extends string, R extends ComparedRun<S>>(
+  runs: R[],
+  throughputOf: (r: R) => number,
+): EchoComparison<S>[] {
+  const out: EchoComparison<S>[] = [];
+  for (const r of runs) {
+    if (r.server !== "stockd" || r.ratePerS !== null) continue;
+    const echo = runs.find((e) => e.server === "echo" && e.scenario === r.scenario);
+    if (echo === undefined) continue;
+    const a = throughputOf(r);
+    const b = throughputOf(echo);
+    const others = [r.cpu.otherCores, echo.cpu.otherCores];
+    out.push({
+      scenario: r.scenario,
+      stockd: a,
+      echo: b,
+      fraction: b > 0 ? round(a / b, 3) : 0,
+      otherCoresMax: others.includes(null) ? null : Math.max(...(others as number[])),
+    });
+  }
+  return out;
+}
