@@ -30,7 +30,12 @@ import {
 } from "./common.ts";
 import { runRace } from "./contention.ts";
 import type { EchoHost } from "./echo.ts";
-import { checkoutNotes, contentionResult, stockdCheckoutHooks } from "./outcomes.ts";
+import {
+  checkoutNotes,
+  contentionResult,
+  echoCheckoutResult,
+  stockdCheckoutHooks,
+} from "./outcomes.ts";
 import { reserveBatchProto, reserveProto } from "./requests.ts";
 import { contentionHoldSeconds, type StockdHost } from "./stockd.ts";
 
@@ -353,37 +358,11 @@ async function echoCheckout(d: Info, server: ServerChild, spec: RunSpec): Promis
     `127.0.0.1:${server.grpcPort}`,
     connectionsFor(spec.clients),
   );
-  const meter = cpuMeter(server);
   try {
-    const c = await runCheckout({
-      api: grpcCheckoutApi(caller, echoPath),
-      productIds: syntheticSkus().map((s) => s.productId),
-      service: "Bearer echo",
-      newCustomer: async () => "Bearer echo",
-      onPaid: () => {},
-      onPaidMaybe: () => {},
-      clients: spec.clients,
-      ratePerS: spec.ratePerS,
-      inFlightMax: openLoopInFlightMax,
-      warmupMs: spec.warmupMs,
-      durationMs: spec.durationMs,
-      onPhase: (mark) => (mark === "measure" ? meter.start() : meter.stop()),
-    });
-    const spent = meter.spent();
-    return resultOf(d, spec, {
-      elapsedMs: c.elapsedMs,
-      ok: c.checkouts,
-      refused: c.refused,
-      errors: c.errors,
-      latency: latencyOfHistogram(c.checkoutLatency),
-      serverUs: spent.serverUs,
-      consistent: null,
-      notes: [
-        `${connectionsFor(spec.clients)} channels; the same calls as stockd's checkout, to the echo`,
-        ...checkoutNotes(c),
-        ...cpuText(spent, c.elapsedMs, "node"),
-      ],
-    });
+    const api = grpcCheckoutApi(caller, echoPath);
+    const ids = syntheticSkus().map((s) => s.productId);
+    const note = `${connectionsFor(spec.clients)} channels`;
+    return await echoCheckoutResult(d, server, spec, api, ids, note);
   } finally {
     caller.close();
   }

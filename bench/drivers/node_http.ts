@@ -23,7 +23,12 @@ import {
 import { runRace } from "./contention.ts";
 import type { EchoHost } from "./echo.ts";
 import { syntheticSku, syntheticSkus } from "./node_grpc.ts";
-import { checkoutNotes, contentionResult, stockdCheckoutHooks } from "./outcomes.ts";
+import {
+  checkoutNotes,
+  contentionResult,
+  echoCheckoutResult,
+  stockdCheckoutHooks,
+} from "./outcomes.ts";
 import { Phased } from "./phased.ts";
 import { reserveJson } from "./requests.ts";
 import { contentionHoldSeconds, type StockdHost } from "./stockd.ts";
@@ -329,37 +334,10 @@ export function echoHttpDriver(echo: EchoHost): Driver {
 
 async function echoCheckout(d: Info, server: ServerChild, spec: RunSpec): Promise<RunResult> {
   const pool = await HttpPool.open(`http://127.0.0.1:${server.httpPort}`, spec.clients);
-  const meter = cpuMeter(server);
   try {
-    const c = await runCheckout({
-      api: httpCheckoutApi(pool),
-      productIds: syntheticSkus().map((s) => s.productId),
-      service: "Bearer echo",
-      newCustomer: async () => "Bearer echo",
-      onPaid: () => {},
-      onPaidMaybe: () => {},
-      clients: spec.clients,
-      ratePerS: spec.ratePerS,
-      inFlightMax: openLoopInFlightMax,
-      warmupMs: spec.warmupMs,
-      durationMs: spec.durationMs,
-      onPhase: (mark) => (mark === "measure" ? meter.start() : meter.stop()),
-    });
-    const spent = meter.spent();
-    return resultOf(d, spec, {
-      elapsedMs: c.elapsedMs,
-      ok: c.checkouts,
-      refused: c.refused,
-      errors: c.errors,
-      latency: latencyOfHistogram(c.checkoutLatency),
-      serverUs: spent.serverUs,
-      consistent: null,
-      notes: [
-        `${spec.clients} keep-alive connections; the same requests as stockd's checkout, to the echo`,
-        ...checkoutNotes(c),
-        ...cpuText(spent, c.elapsedMs, "node"),
-      ],
-    });
+    const ids = syntheticSkus().map((s) => s.productId);
+    const note = `${spec.clients} keep-alive connections`;
+    return await echoCheckoutResult(d, server, spec, httpCheckoutApi(pool), ids, note);
   } finally {
     pool.close();
   }

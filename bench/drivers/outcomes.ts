@@ -4,10 +4,21 @@
 
 import type { Sku } from "../lib/gateway_seed.ts";
 import { contentionUnits, type Driver, type RunResult, type RunSpec } from "../lib/scenario.ts";
-import { cpuMeter } from "../lib/server_child.ts";
+import { cpuMeter, type ServerChild } from "../lib/server_child.ts";
 import { round } from "../lib/stats.ts";
-import type { CheckoutOptions, CheckoutResult } from "./checkout.ts";
-import { countsText, cpuText, latencyOfHistogram, resultOf } from "./common.ts";
+import {
+  type CheckoutApi,
+  type CheckoutOptions,
+  type CheckoutResult,
+  runCheckout,
+} from "./checkout.ts";
+import {
+  countsText,
+  cpuText,
+  latencyOfHistogram,
+  openLoopInFlightMax,
+  resultOf,
+} from "./common.ts";
 import type { RaceResult } from "./contention.ts";
 import { type RequestDelta, requestDelta, scrape } from "./metrics.ts";
 import type { StockdHost } from "./stockd.ts";
@@ -129,4 +140,46 @@ export async function contentionVerdict(
       ...stock.notes,
     ],
   };
+}
+
+/** The checkout workload against a bare echo server (either transport):
+ * the same calls as stockd's checkout, answered without work. */
+export async function echoCheckoutResult(
+  d: Info,
+  server: ServerChild,
+  spec: RunSpec,
+  api: CheckoutApi,
+  productIds: string[],
+  connectionNote: string,
+): Promise<RunResult> {
+  const meter = cpuMeter(server);
+  const c = await runCheckout({
+    api,
+    productIds,
+    service: "Bearer echo",
+    newCustomer: async () => "Bearer echo",
+    onPaid: () => {},
+    onPaidMaybe: () => {},
+    clients: spec.clients,
+    ratePerS: spec.ratePerS,
+    inFlightMax: openLoopInFlightMax,
+    warmupMs: spec.warmupMs,
+    durationMs: spec.durationMs,
+    onPhase: (mark) => (mark === "measure" ? meter.start() : meter.stop()),
+  });
+  const spent = meter.spent();
+  return resultOf(d, spec, {
+    elapsedMs: c.elapsedMs,
+    ok: c.checkouts,
+    refused: c.refused,
+    errors: c.errors,
+    latency: latencyOfHistogram(c.checkoutLatency),
+    serverUs: spent.serverUs,
+    consistent: null,
+    notes: [
+      `${connectionNote}; the same calls as stockd's checkout, to the echo`,
+      ...checkoutNotes(c),
+      ...cpuText(spent, c.elapsedMs, "node"),
+    ],
+  });
 }
