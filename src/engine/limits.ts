@@ -80,5 +80,10 @@ export const commitEarlyEventCount = 512;
 /** Events per journal batch. Bounds one LMDB value and one transaction. */
 export const journalBatchEventCountMax = 65_536;
 
+/** Events per replicated journal batch: one batch is one JetStream message,
+ * and NATS refuses a payload over 1 MiB by default; a reserve event is under
+ * 100 bytes encoded, so 4,096 of them stay under half of it. */
+export const replicatedBatchEventCountMax = 4_096;
+
 /** Events between background snapshots of a partition. */
 export const snapshotIntervalEventCountDefault = 1_000_000;

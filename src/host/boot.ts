@@ -1,5 +1,10 @@
 import type { Partition } from "../engine/index.ts";
-import { CorruptionError, recoverPartition, Store } from "../persistence/index.ts";
+import {
+  CorruptionError,
+  type FramedBatch,
+  recoverPartition,
+  Store,
+} from "../persistence/index.ts";
 import { PartitionHost } from "./partition_host.ts";
 import type { RecoveryReport, WorkerConfig } from "./protocol.ts";
 import type { Answers } from "./transport.ts";
@@ -20,6 +25,7 @@ export async function bootHost(
   now: () => number,
   onReplies: (count: number, results: Answers) => void,
   onFatal: (err: Error) => void,
+  replicate?: (batches: FramedBatch[]) => Promise<void>,
 ): Promise<Booted> {
   const store = Store.open(config.dataDir, { durability: config.durability });
   const partitionConfig = {
@@ -64,12 +70,16 @@ export async function bootHost(
     }
   }
   const host = new PartitionHost(store, partitions, {
-    epoch: config.epoch,
+    epochs: config.epochs,
     partitionCount: config.partitionCount,
+    follower: config.follower,
+    ...(replicate === undefined ? {} : { replicate }),
     now,
     onReplies,
     onFatal,
   });
+  // A follower writes nothing: the leader expires holds and journals it.
+  if (config.follower) return { host, store, recovered };
   // Holds whose deadline passed while the node was down expire now, journaled.
   const holdsBefore = partitions.map((p) => p.holds.size);
   for (;;) {

@@ -30,6 +30,7 @@ import {
   validateReserve,
 } from "../engine/index.ts";
 import {
+  type CoordinatorReplica,
   CorruptionError,
   DataDirError,
   type Durability,
@@ -43,6 +44,7 @@ import {
   emptyStats,
   type FromWorker,
   Op,
+  type PublishItem,
   type RecoveryReport,
   type SerializedError,
   type SnapshotJob,
@@ -88,6 +90,15 @@ export interface EngineOptions {
   /** Told once when the engine breaks down while running (the journal
    * failed, a worker died): from then on every command is UNAVAILABLE. */
   onBroken?: (why: string) => void;
+  /** A cluster follower: applies the leader's batches (`apply`), writes
+   * nothing, runs no expiry. */
+  follower?: boolean;
+  /** The writer's epoch per partition (a cluster leader's lease epochs). */
+  epochs?: number[];
+  /** Replicates every journal batch before its commands are answered. */
+  replicate?: (items: PublishItem[]) => Promise<void>;
+  /** Replicates the coordinator's records. */
+  coordinatorReplica?: CoordinatorReplica;
 }
 
 export interface EngineStats extends Stats {
@@ -153,6 +164,8 @@ export class Engine {
   private queueCountMax: number = limits.workerQueueCountMax;
   /** How long request ids are remembered (fixed per data directory). */
   idempotencyWindowMs = 0;
+  /** A cluster follower (see EngineOptions.follower). */
+  follower = false;
 
   private constructor(
     readonly dataDir: string,
@@ -198,8 +211,10 @@ export class Engine {
         holdDurationMs: options.holdDurationMs ?? limits.holdDurationMsDefault,
         idempotencyWindowMs: meta.idempotencyWindowMs,
         wheelTickMs: options.wheelTickMs ?? limits.wheelTickMsDefault,
-        epoch: 1,
+        epochs: options.epochs ?? Array.from({ length: partitionCount }, () => 1),
         truncateDamagedTail: options.truncateDamagedTail ?? false,
+        follower: options.follower ?? false,
+        replicated: options.replicate !== undefined,
       });
     }
     const links: Link[] = [];
@@ -217,11 +232,13 @@ export class Engine {
     try {
       if (workerCount === 0) {
         const now = options.now ?? Date.now;
+        const replicate = options.replicate;
         const b = await bootHost(
           configs[0]!,
           now,
           (i, r) => deliver(i, r, 0),
           (e) => broken(e.message),
+          replicate === undefined ? undefined : (batches) => replicate(batches),
         );
         hosts.push(b.host);
         recovered.push(...b.recovered);
@@ -234,7 +251,9 @@ export class Engine {
         });
       } else {
         const started = await Promise.allSettled(
-          configs.map((c, w) => startWorker(c, (i, r) => deliver(i, r, w), broken)),
+          configs.map((c, w) =>
+            startWorker(c, (i, r) => deliver(i, r, w), broken, options.replicate),
+          ),
         );
         const failure = started.find((s) => s.status === "rejected");
         for (const s of started) if (s.status === "fulfilled") links.push(s.value.link);
@@ -252,7 +271,8 @@ export class Engine {
     engine.inProcess.push(...hosts);
     engine.queueCountMax = options.queueCountMax ?? limits.workerQueueCountMax;
     engine.idempotencyWindowMs = meta.idempotencyWindowMs;
-    if (workerCount === 0 && !options.manualPulse) {
+    engine.follower = options.follower ?? false;
+    if (workerCount === 0 && !options.manualPulse && !engine.follower) {
       const host = hosts[0]!;
       engine.pulseTimer = setInterval(() => host.pulse(), configs[0]!.wheelTickMs);
     }
@@ -282,12 +302,15 @@ export class Engine {
 
   private async startCoordinator(options: EngineOptions, c: WorkerConfig): Promise<void> {
     this.coordinatorStore = Store.open(this.dataDir, { durability: c.durability });
+    this.coordinatorStore.replica = options.coordinatorReplica ?? null;
     this.coordinator = new Coordinator(
       this.coordinatorStore,
       (op, arg) => this.route(op, arg),
       options.now ?? Date.now,
       { holdDurationMs: c.holdDurationMs, idempotencyWindowMs: c.idempotencyWindowMs },
     );
+    // A follower leaves the decisions to its leader; it reads them.
+    if (this.follower) return;
     const pending = (await this.everyWorker(Op.Pending)).flatMap(
       (r) => (r as { holds: { holdId: number; prepared: boolean; pinned: boolean }[] }).holds,
     );
@@ -388,6 +411,21 @@ export class Engine {
   async holdParts(holdId: number): Promise<(HoldView | null)[]> {
     if (this.coordinator.isGroup(holdId)) return this.coordinator.parts(holdId);
     return [await this.hold(holdId)];
+  }
+
+  /** A follower applies a framed batch its leader journaled (already in
+   * this node's store); resolves with the partition's seq after it. */
+  async apply(partition: number, bytes: Uint8Array): Promise<number> {
+    const r = (await this.call(this.workerOf(partition), Op.Apply, { partition, bytes }, true)) as
+      | { ok: true; seq: number }
+      | Failure;
+    if (!r.ok) throw new Error(r.message);
+    return r.seq;
+  }
+
+  /** The coordinator's store (a follower writes its leader's records there). */
+  get coordinatorRecords(): Store {
+    return this.coordinatorStore;
   }
 
   /** Digest of each partition's state, by partition. */
@@ -575,6 +613,7 @@ function startWorker(
   config: WorkerConfig,
   deliver: (count: number, results: Answers) => void,
   broken: (why: string) => void,
+  replicate?: (items: PublishItem[]) => Promise<void>,
 ): Promise<{ link: Link; recovered: RecoveryReport[] }> {
   const target = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
   const worker = new Worker(new URL("./worker_entry.mjs", import.meta.url), {
@@ -612,6 +651,21 @@ function startWorker(
           if (!ready) reject(deserialize(msg.error));
           else broken(`worker failed: ${msg.error.message}`);
           return;
+        case "publish": {
+          const answer = (error?: string) =>
+            worker.postMessage({
+              t: "published",
+              id: msg.id,
+              ...(error === undefined ? {} : { error }),
+            } satisfies ToWorker);
+          if (replicate === undefined) answer("this engine does not replicate");
+          else
+            replicate(msg.items).then(
+              () => answer(),
+              (err: Error) => answer(err.message),
+            );
+          return;
+        }
         case "closed":
           closed?.();
           return;

@@ -8,7 +8,14 @@ import {
   partitionOf,
   partitionOfHold,
 } from "../engine/index.ts";
-import type { Batch, Store } from "../persistence/index.ts";
+import {
+  type Batch,
+  decodeBatch,
+  type FramedBatch,
+  framed,
+  type Store,
+  unframe,
+} from "../persistence/index.ts";
 import { emptyStats, Op, type Op as OpCode, type Stats } from "./protocol.ts";
 import {
   type Answers,
@@ -21,7 +28,13 @@ import {
 } from "./transport.ts";
 
 export interface HostOptions {
-  epoch: number;
+  /** The writer's epoch per partition (index = partition id). */
+  epochs: number[];
+  /** A follower: applies the leader's batches, writes nothing itself. */
+  follower?: boolean;
+  /** Replicates journal batches; a command is answered once its batch is
+   * both in the local store and replicated. A rejection is fatal. */
+  replicate?: (batches: FramedBatch[]) => Promise<void>;
   partitionCount: number;
   now: () => number;
   /** Receives `count` answers in command order, flat-encoded. */
@@ -73,7 +86,9 @@ export class PartitionHost {
       const result =
         this.failed !== null
           ? fail(ErrorCode.Unavailable, `journal failed: ${this.failed.message}`)
-          : this.run(op, cmd, now);
+          : this.options.follower === true && writes(op)
+            ? fail(ErrorCode.Unavailable, "this node follows: writes go to the leader")
+            : this.run(op, cmd, now);
       this.stats.commands++;
       // A command touches at most the partition it was routed to.
       const touched = this.touched;
@@ -99,7 +114,7 @@ export class PartitionHost {
 
   /** The expiry pulse: bounded per partition per call. */
   pulse(): void {
-    if (this.failed !== null || this.closing) return;
+    if (this.failed !== null || this.closing || this.options.follower === true) return;
     const now = this.options.now();
     for (const p of this.partitions.values()) {
       if (p.wheel.count === 0) continue;
@@ -179,12 +194,32 @@ export class PartitionHost {
         }
         return { ok: true, stats: { ...this.stats, seqs, holds, positions } };
       }
+      case Op.Apply:
+        return this.apply(a as { partition: number; bytes: Uint8Array });
       case Op.CheckInvariants:
         for (const p of this.partitions.values()) p.checkInvariants();
         return { ok: true };
       default:
         return fail(ErrorCode.InvalidArgument, `unknown operation ${op}`);
     }
+  }
+
+  /** A follower applies a batch the leader journaled (its main thread has
+   * stored it): events it already has are skipped, a gap is a bug. */
+  private apply(a: { partition: number; bytes: Uint8Array }): unknown {
+    const p = this.partitions.get(a.partition);
+    if (p === undefined || this.options.follower !== true) {
+      return fail(ErrorCode.InvalidArgument, `partition ${a.partition} is not followed here`);
+    }
+    const batch = decodeBatch(unframe(a.bytes));
+    for (const event of batch.events) {
+      if (event.seq <= p.seq) continue;
+      if (event.seq !== p.seq + 1) {
+        return fail(ErrorCode.Unavailable, `partition ${p.id}: gap before seq ${event.seq}`);
+      }
+      p.apply(event);
+    }
+    return { ok: true, seq: p.seq };
   }
 
   private byProduct(productId: unknown): Partition | null {
@@ -230,7 +265,13 @@ export class PartitionHost {
     this.pendingResults = newAnswers();
     const eventCount = batches.reduce((n, b) => n + b.events.length, 0);
     const started = performance.now();
-    this.inFlight = this.store.append(batches).then(
+    const records = batches.map(framed);
+    const replicate = this.options.replicate;
+    const written =
+      replicate === undefined
+        ? this.store.appendFramed(records)
+        : Promise.all([this.store.appendFramed(records), replicate(records)]);
+    this.inFlight = written.then(
       () => {
         this.stats.commits++;
         this.stats.eventsJournaled += eventCount;
@@ -247,14 +288,19 @@ export class PartitionHost {
 
   private takeBatches(): Batch[] {
     const batches: Batch[] = [];
+    // A replicated batch is one message: keep it well under NATS's payload limit.
+    const countMax =
+      this.options.replicate === undefined
+        ? limits.journalBatchEventCountMax
+        : limits.replicatedBatchEventCountMax;
     for (const [partition, events] of this.pendingEvents) {
-      for (let i = 0; i < events.length; i += limits.journalBatchEventCountMax) {
-        const slice = events.slice(i, i + limits.journalBatchEventCountMax);
+      for (let i = 0; i < events.length; i += countMax) {
+        const slice = events.slice(i, i + countMax);
         batches.push({
           partition,
           firstSeq: slice[0]!.seq,
           lastSeq: slice[slice.length - 1]!.seq,
-          epoch: this.options.epoch,
+          epoch: this.options.epochs[partition] ?? 0,
           events: slice,
         });
       }
@@ -277,6 +323,25 @@ export class PartitionHost {
     this.pendingResults = newAnswers();
     this.options.onReplies(count, results.finish());
     this.options.onFatal(err);
+  }
+}
+
+/** Commands that change state (refused on a follower). */
+function writes(op: OpCode): boolean {
+  switch (op) {
+    case Op.Receive:
+    case Op.Adjust:
+    case Op.Reserve:
+    case Op.Release:
+    case Op.Fulfil:
+    case Op.Prepare:
+    case Op.Confirm:
+    case Op.Abort:
+    case Op.Pin:
+    case Op.Unpin:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -19,6 +19,8 @@ export const Op = {
   Pin: 14,
   Unpin: 15,
   Pending: 16,
+  /** A follower applies a batch the leader journaled (already in its store). */
+  Apply: 17,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
@@ -50,12 +52,31 @@ export interface WorkerConfig {
   holdDurationMs: number;
   idempotencyWindowMs: number;
   wheelTickMs: number;
-  epoch: number;
+  /** The writer's epoch per partition (index = partition id). */
+  epochs: number[];
   truncateDamagedTail: boolean;
+  /** A follower applies the leader's batches and never writes its own:
+   * no expiry pulse, no expiry at start-up, commands that write refused. */
+  follower: boolean;
+  /** Journal batches are replicated (sent to the main thread to publish)
+   * before their commands are answered. */
+  replicated: boolean;
+}
+
+/** A framed journal batch on its way to be replicated. */
+export interface PublishItem {
+  partition: number;
+  firstSeq: number;
+  lastSeq: number;
+  epoch: number;
+  bytes: Uint8Array;
 }
 
 /** Main thread to worker. Commands of one event-loop turn travel together. */
-export type ToWorker = { t: "cmds"; ops: Op[]; args: Flat } | { t: "close" };
+export type ToWorker =
+  | { t: "cmds"; ops: Op[]; args: Flat }
+  | { t: "published"; id: number; error?: string }
+  | { t: "close" };
 
 export interface RecoveryReport {
   partition: number;
@@ -72,6 +93,7 @@ export type FromWorker =
   | { t: "ready"; recovered: RecoveryReport[] }
   | { t: "replies"; count: number; results: Answers }
   | { t: "fatal"; error: SerializedError }
+  | { t: "publish"; id: number; items: PublishItem[] }
   | { t: "closed" };
 
 export interface SerializedError {

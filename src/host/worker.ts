@@ -1,7 +1,13 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { CorruptionError } from "../persistence/index.ts";
+import { CorruptionError, type FramedBatch } from "../persistence/index.ts";
 import { bootHost } from "./boot.ts";
-import type { FromWorker, SerializedError, ToWorker, WorkerConfig } from "./protocol.ts";
+import type {
+  FromWorker,
+  PublishItem,
+  SerializedError,
+  ToWorker,
+  WorkerConfig,
+} from "./protocol.ts";
 
 // A worker thread: hosts a set of partitions, takes command batches from the
 // main thread, answers in batches once durable, and runs the expiry pulse.
@@ -24,6 +30,26 @@ function serialize(err: unknown): SerializedError {
   return out;
 }
 
+// Replicated batches go to the main thread, which publishes them; each
+// publish is answered by id.
+const publishing = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+let publishId = 0;
+function replicate(batches: FramedBatch[]): Promise<void> {
+  const id = ++publishId;
+  const items: PublishItem[] = batches.map((b) => ({ ...b, bytes: b.bytes }));
+  return new Promise<void>((resolve, reject) => {
+    publishing.set(id, { resolve, reject });
+    post({ t: "publish", id, items });
+  });
+}
+port.on("message", (msg: ToWorker) => {
+  if (msg.t !== "published") return;
+  const p = publishing.get(msg.id);
+  publishing.delete(msg.id);
+  if (msg.error === undefined) p?.resolve();
+  else p?.reject(new Error(msg.error));
+});
+
 try {
   const { host, store, recovered } = await bootHost(
     config,
@@ -36,14 +62,16 @@ try {
       ]);
     },
     (err) => post({ t: "fatal", error: serialize(err) }),
+    config.replicated ? replicate : undefined,
   );
-  const pulse = setInterval(() => host.pulse(), config.wheelTickMs);
+  const pulse = config.follower ? null : setInterval(() => host.pulse(), config.wheelTickMs);
   port.on("message", (msg: ToWorker) => {
     if (msg.t === "cmds") {
       host.execute(msg.ops, msg.args);
       return;
     }
-    clearInterval(pulse);
+    if (msg.t !== "close") return;
+    if (pulse !== null) clearInterval(pulse);
     void host
       .close()
       .then(() => store.close())

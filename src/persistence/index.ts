@@ -10,7 +10,7 @@ export {
   frame,
   unframe,
 } from "./codec.ts";
-export { RecordKind, RecordStore, type RecordWrite } from "./records.ts";
+export { RecordKind, type RecordReplica, RecordStore, type RecordWrite } from "./records.ts";
 export {
   type Recovered,
   type RecoverOptions,
@@ -18,9 +18,12 @@ export {
   snapshotPartition,
 } from "./recovery.ts";
 export {
+  type CoordinatorReplica,
   CorruptionError,
   DataDirError,
   type Durability,
+  type FramedBatch,
+  framed,
   type JournalRecord,
   Store,
   type StoreMeta,

@@ -25,10 +25,19 @@ export interface RecordWrite {
   value: unknown;
 }
 
+/** Receives the gateway's record writes to replicate them. */
+export interface RecordReplica {
+  replicateRecords(writes: RecordWrite[]): Promise<void>;
+}
+
 export class RecordStore {
+  /** Where writes are replicated (a cluster node's), else null. */
+  replica: RecordReplica | null = null;
+
   private constructor(
     private readonly root: RootDatabase,
     private readonly dbs: Record<RecordKind, Database<unknown, string>>,
+    private readonly meta: Database<unknown, string>,
   ) {}
 
   static open(dir: string, durability: Durability = "fsync"): RecordStore {
@@ -48,7 +57,7 @@ export class RecordStore {
     for (const kind of Object.values(RecordKind)) {
       dbs[kind] = root.openDB<unknown, string>(kind, { encoding: "json" });
     }
-    return new RecordStore(root, dbs);
+    return new RecordStore(root, dbs, root.openDB<unknown, string>("meta", { encoding: "json" }));
   }
 
   get<T>(kind: RecordKind, key: string): T | undefined {
@@ -61,14 +70,33 @@ export class RecordStore {
   }
 
   /** Writes (and removes) every record in one transaction; resolves once
-   * the transaction is durable. */
+   * the transaction is durable and, with a replica, replicated. */
   async write(writes: RecordWrite[]): Promise<void> {
+    if (this.replica === null) return this.writeLocal(writes);
+    await Promise.all([this.writeLocal(writes), this.replica.replicateRecords(writes)]);
+  }
+
+  /** Writes records in one transaction without replicating them (a
+   * follower applying the leader's), with `meta` entries in the same one. */
+  async writeLocal(writes: RecordWrite[], meta: [key: string, value: unknown][] = []): Promise<void> {
     await this.root.transaction(() => {
       for (const w of writes) {
         const db = this.dbs[w.kind];
         if (w.value === null) db.removeSync(w.key);
         else db.putSync(w.key, w.value);
       }
+      for (const [k, v] of meta) this.meta.putSync(k, v);
+    });
+  }
+
+  getMeta<T>(key: string): T | undefined {
+    return this.meta.get(key) as T | undefined;
+  }
+
+  /** Deletes every record of every kind (a node rebuilt from a snapshot). */
+  async clear(): Promise<void> {
+    await this.root.transaction(() => {
+      for (const db of Object.values(this.dbs)) for (const k of db.getKeys()) db.removeSync(k);
     });
   }
 

@@ -43,8 +43,32 @@ export class CorruptionError extends Error {
   }
 }
 
+/** Receives the coordinator's writes to replicate them. */
+export interface CoordinatorReplica {
+  replicateCoordinator(writes: { key: string; value: unknown }[]): Promise<void>;
+}
+
 export class DataDirError extends Error {
   override name = "DataDirError";
+}
+
+/** A journal batch as stored and as replicated: framed (checksummed) bytes. */
+export interface FramedBatch {
+  partition: number;
+  firstSeq: number;
+  lastSeq: number;
+  epoch: number;
+  bytes: Buffer;
+}
+
+export function framed(b: Batch): FramedBatch {
+  return {
+    partition: b.partition,
+    firstSeq: b.firstSeq,
+    lastSeq: b.lastSeq,
+    epoch: b.epoch,
+    bytes: frame(encodeBatch(b)),
+  };
 }
 
 export interface JournalRecord {
@@ -153,12 +177,57 @@ export class Store {
 
   /** Appends batches in one transaction; resolves once durable (per mode). */
   append(batches: Batch[]): Promise<void> {
+    return this.appendFramed(batches.map(framed));
+  }
+
+  /** Appends batches already framed (see `framed`) in one transaction,
+   * with `meta` entries (a follower's stream positions) in the same one. */
+  appendFramed(batches: FramedBatch[], meta: [key: string, value: unknown][] = []): Promise<void> {
     // Plain puts issued in one turn go into one transaction, run entirely on
     // lmdb's write thread (a transaction callback would wait for this thread).
     let last: Promise<boolean> | null = null;
-    for (const b of batches)
-      last = this.journal.put([b.partition, b.lastSeq], frame(encodeBatch(b)));
+    for (const b of batches) last = this.journal.put([b.partition, b.lastSeq], b.bytes);
+    for (const [k, v] of meta) last = this.meta.put(k, v);
     return last === null ? Promise.resolve() : last.then(() => undefined);
+  }
+
+  /** The stored (framed) journal record ending at `lastSeq`, unchecked. */
+  journalRecord(partition: number, lastSeq: number): Buffer | undefined {
+    return this.journal.get([partition, lastSeq]);
+  }
+
+  getMeta<T>(key: string): T | undefined {
+    return this.meta.get(key) as T | undefined;
+  }
+
+  putMeta(entries: [key: string, value: unknown][]): Promise<void> {
+    return this.root.transaction(() => {
+      for (const [k, v] of entries) this.meta.putSync(k, v);
+    }) as Promise<void>;
+  }
+
+  /** Deletes a partition's snapshots taken after `seq` (they may hold
+   * events the cluster never stored). */
+  async dropSnapshotsAfter(partition: number, seq: number): Promise<number> {
+    const keys = [
+      ...this.snapshots.getKeys({ start: [partition, seq + 1], end: [partition + 1, 0] }),
+    ];
+    if (keys.length > 0) {
+      await this.root.transaction(() => {
+        for (const k of keys) this.snapshots.removeSync(k);
+      });
+    }
+    return keys.length;
+  }
+
+  /** Deletes everything of one partition: journal and snapshots. */
+  async dropPartition(partition: number): Promise<void> {
+    const journal = [...this.journal.getKeys({ start: [partition, 0], end: [partition + 1, 0] })];
+    const snaps = [...this.snapshots.getKeys({ start: [partition, 0], end: [partition + 1, 0] })];
+    await this.root.transaction(() => {
+      for (const k of journal) this.journal.removeSync(k);
+      for (const k of snaps) this.snapshots.removeSync(k);
+    });
   }
 
   /**
@@ -291,15 +360,27 @@ export class Store {
   /** The coordinator's records (reservations spanning partitions and their
    * decisions), written durably per mode. */
   putCoordinatorRecords(records: [key: string, value: unknown][]): Promise<void> {
-    return this.root.transaction(() => {
-      for (const [k, v] of records) this.coordinator.putSync(k, v);
-    }) as Promise<void>;
+    return this.writeCoordinator(records.map(([key, value]) => ({ key, value })));
   }
 
   removeCoordinatorRecords(keys: string[]): Promise<void> {
-    return this.root.transaction(() => {
-      for (const k of keys) this.coordinator.removeSync(k);
+    return this.writeCoordinator(keys.map((key) => ({ key, value: null })));
+  }
+
+  /** Where the coordinator's writes are replicated (a cluster node's). */
+  replica: CoordinatorReplica | null = null;
+
+  /** Writes (null removes) coordinator records in one transaction; with a
+   * replica, resolves once both the transaction and the replica hold them. */
+  writeCoordinator(writes: { key: string; value: unknown }[], replicate = true): Promise<void> {
+    const txn = this.root.transaction(() => {
+      for (const w of writes) {
+        if (w.value === null) this.coordinator.removeSync(w.key);
+        else this.coordinator.putSync(w.key, w.value);
+      }
     }) as Promise<void>;
+    if (this.replica === null || !replicate) return txn;
+    return Promise.all([txn, this.replica.replicateCoordinator(writes)]).then(() => undefined);
   }
 
   /** Records whose key starts with `prefix` (e.g. "g:"), in key order. */
