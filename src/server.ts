@@ -1,6 +1,8 @@
+import { hostname } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import type { FastifyInstance } from "fastify";
 import { type Logger, pino } from "pino";
+import { ClusterNode, type DataMode, leaseMsDefault } from "./cluster/index.ts";
 import {
   Auth,
   buildGrpc,
@@ -14,7 +16,7 @@ import {
   Stock,
 } from "./gateway/index.ts";
 import { Engine } from "./host/index.ts";
-import { type Durability, RecordStore } from "./persistence/index.ts";
+import { type Durability, RecordStore, type RecordWrite } from "./persistence/index.ts";
 
 // stockd as a server: the engine, the gateway's records and the two
 // transports, wired together here and nowhere else. Both listeners open
@@ -47,6 +49,19 @@ export interface ServerOptions {
   onRecovered?: (engine: Engine) => void;
   /** Told once when the engine breaks down (every command then fails). */
   onBroken?: (why: string) => void;
+  /** Join a cluster over NATS JetStream (durability `replicated`). */
+  cluster?: {
+    /** NATS URLs, comma-separated. */
+    nats: string;
+    name: string;
+    node: string;
+    leaseMs?: number;
+    replicas?: number;
+    /** Addresses followers give clients for the leader (default: this
+     * host's name and the bound ports). */
+    advertiseHttp?: string;
+    advertiseGrpc?: string;
+  };
 }
 
 export class Server {
@@ -57,6 +72,8 @@ export class Server {
   private pruneTimer: NodeJS.Timeout | null = null;
   closing: Promise<void> | null = null;
   private status = { ready: false, role: "standalone", detail: "recovering" };
+  private options!: ServerOptions;
+  private cluster: ClusterNode | null = null;
 
   private constructor(
     readonly logger: Logger,
@@ -104,14 +121,59 @@ export class Server {
 
   private async recover(options: ServerOptions): Promise<void> {
     await options.startGate;
+    this.options = options;
+    const c = options.cluster;
+    if (c === undefined) {
+      await this.openData({ kind: "standalone" });
+      return;
+    }
+    const advertiseHost =
+      options.host === undefined || options.host === "0.0.0.0" ? hostname() : options.host;
+    this.cluster = await ClusterNode.start(this, {
+      servers: c.nats,
+      cluster: c.name,
+      node: c.node,
+      ...defined({ replicas: c.replicas, partitionCount: options.partitionCount }),
+      leaseMs: c.leaseMs ?? leaseMsDefault,
+      dataDir: options.dataDir,
+      advertise: {
+        http: c.advertiseHttp ?? `http://${advertiseHost}:${this.httpPort}`,
+        grpc: c.advertiseGrpc ?? `${advertiseHost}:${this.grpcPort}`,
+      },
+      partitionConfig: {
+        holdDurationMs: options.holdDurationMs ?? 15 * 60_000,
+        idempotencyWindowMs: 86_400_000,
+        wheelTickMs: 100,
+      },
+      logger: this.logger,
+      registry: this.metrics.registry,
+    });
+  }
+
+  /** The cluster node this server runs (null when it runs alone). */
+  get clusterNode(): ClusterNode | null {
+    return this.cluster;
+  }
+
+  /** Opens the engine, the records and the gateway: alone, as a cluster
+   * follower (reads only, no expiry, no recovery of orders) or as a leader. */
+  async openData(
+    mode: DataMode | { kind: "standalone" },
+  ): Promise<{ engine: Engine; records: RecordStore; learn: (w: RecordWrite[]) => void }> {
+    const options = this.options;
     const startMs = Date.now();
+    const leader = mode.kind === "leader" ? mode : null;
     const engine = await Engine.open({
       ...defined({
         partitionCount: options.partitionCount,
         workerCount: options.workerCount,
         holdDurationMs: options.holdDurationMs,
         queueCountMax: options.queueCountMax,
+        epochs: leader?.epochs,
+        replicate: leader?.replicate,
       }),
+      ...(leader === null ? {} : { coordinatorReplica: leader.coordinatorReplica }),
+      follower: mode.kind === "follower",
       dataDir: options.dataDir,
       // The gateway's transports run on the main thread: leave it a core.
       spareCoreCount: 1,
@@ -122,12 +184,14 @@ export class Server {
         this.status = { ready: false, role: this.status.role, detail: `broken: ${why}` };
         this.health.setStatus("", "NOT_SERVING");
         options.onBroken?.(why);
+        this.cluster?.engineBroken(why);
       },
     });
     this.engine = engine;
     options.onRecovered?.(engine);
     const records = RecordStore.open(options.dataDir, options.durability ?? "fsync");
     this.records = records;
+    if (leader !== null) records.replica = leader.recordReplica(records);
     const auth = await Auth.open(
       options.dataDir,
       options.jwtSecret === undefined ? {} : { secret: options.jwtSecret },
@@ -142,6 +206,13 @@ export class Server {
       logger: this.logger,
     });
     this.orders = orders;
+    const service = new Service(auth, catalog, stock, orders, Date.now);
+    const learn = (w: RecordWrite[]) => catalog.learn(w);
+    if (mode.kind === "follower") {
+      service.readOnly = mode.readOnly;
+      this.service = service;
+      return { engine, records, learn };
+    }
     const settled = await orders.recover();
     await stock.prune(Date.now(), engine.idempotencyWindowMs);
     this.pruneTimer = setInterval(
@@ -149,9 +220,8 @@ export class Server {
       3_600_000,
     );
     this.pruneTimer.unref();
-    this.service = new Service(auth, catalog, stock, orders, Date.now);
-    this.status = { ready: true, role: "standalone", detail: "serving" };
-    this.health.setStatus("", "SERVING");
+    this.service = service;
+    if (mode.kind === "standalone") this.setRole("standalone", "serving");
     this.logger.info(
       {
         ms: Date.now() - startMs,
@@ -163,6 +233,26 @@ export class Server {
       },
       "ready",
     );
+    return { engine, records, learn };
+  }
+
+  /** Closes what openData opened; requests meanwhile get 503. */
+  async closeData(): Promise<void> {
+    this.service = null;
+    if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
+    this.pruneTimer = null;
+    this.orders?.close();
+    this.orders = null;
+    await this.engine?.close();
+    this.engine = null;
+    await this.records?.close();
+    this.records = null;
+  }
+
+  setRole(role: string, detail: string): void {
+    const ready = role === "standalone" || role === "leader" || role === "follower";
+    this.status = { ready, role, detail };
+    this.health.setStatus("", ready ? "SERVING" : "NOT_SERVING");
   }
 
   /** A token this server accepts (tests, benchmarks). */
@@ -189,11 +279,9 @@ export class Server {
   private async shutdown(): Promise<void> {
     this.status = { ...this.status, ready: false, detail: "stopping" };
     this.health.setStatus("", "NOT_SERVING");
-    if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
     await Promise.all([shutdownHttp(this.http), shutdownGrpc(this.grpcServer)]);
-    this.orders?.close();
-    await this.engine?.close();
-    await this.records?.close();
+    if (this.cluster !== null) await this.cluster.close();
+    else await this.closeData();
     this.logger.info("stopped");
   }
 }

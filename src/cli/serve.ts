@@ -1,10 +1,12 @@
+import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
+import { ClusterConfigError } from "../cluster/index.ts";
 import { limits } from "../engine/index.ts";
 import { gatewayLimits } from "../gateway/index.ts";
 import { parseTaxRate } from "../gateway/money.ts";
 import { type Engine, type RecoveryReport, StartupError } from "../host/index.ts";
-import type { Durability } from "../persistence/index.ts";
+import { DataDirError, type Durability } from "../persistence/index.ts";
 import { Server } from "../server.ts";
 import { parseOrUsage, wholeNumber } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -15,6 +17,9 @@ const usage = `Usage: stockd serve [--data DIR] [--grpc-port N] [--http-port N] 
                     [--workers N] [--partitions N] [--durability fsync|relaxed]
                     [--hold-duration DURATION] [--tax-rate PERCENT]
                     [--truncate-damaged-tail]
+                    [--nats URL[,URL...] [--cluster NAME] [--node NAME]
+                     [--lease DURATION] [--replicas N]
+                     [--advertise-http URL] [--advertise-grpc HOST:PORT]]
 
 Serves stockd: gRPC for services, HTTP/JSON for browsers and scripts. Both
 listen at once (/healthz answers, /readyz says "not ready") while every
@@ -47,6 +52,22 @@ Options (a flag wins over its environment variable):
   --truncate-damaged-tail   start on a damaged journal by deleting the damaged
                             record and everything after it in its partition
                             (no environment variable: a deliberate act)
+
+Cluster (replication over NATS JetStream; without --nats stockd runs alone):
+  --nats URLS               NATS servers with JetStream, comma-separated
+                            [STOCKD_NATS]
+  --cluster NAME            the cluster to join [STOCKD_CLUSTER; default stockd]
+  --node NAME               this node's name, unique in the cluster
+                            [STOCKD_NODE; default the host name]
+  --lease DURATION          partition lease time: a dead leader is replaced
+                            after it (plus catching up) [STOCKD_LEASE; default 3s]
+  --replicas N              JetStream replicas of the stream and buckets
+                            [STOCKD_REPLICAS; default 3 on a NATS cluster, else 1]
+  --advertise-http URL      the HTTP address followers name for the leader
+  --advertise-grpc ADDR     the gRPC address followers name for the leader
+                            [default: host name and bound ports]
+  With --nats the durability is \`replicated\`: a write is answered once it
+  is synced to the local journal and stored by JetStream.
   -h, --help                this help
 
 The JWT signing secret is STOCKD_JWT_SECRET (at least 32 bytes), else
@@ -64,6 +85,17 @@ export interface ServeSettings {
   httpPort: number;
   host: string;
   taxRateBps: number;
+  cluster:
+    | {
+        nats: string;
+        name: string;
+        node: string;
+        leaseMs: number;
+        replicas: number | undefined;
+        advertiseHttp: string | undefined;
+        advertiseGrpc: string | undefined;
+      }
+    | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -92,6 +124,13 @@ export function serveSettings(argv: string[], env: Env): ServeSettings {
         "http-port": { type: "string" },
         host: { type: "string" },
         "tax-rate": { type: "string" },
+        nats: { type: "string" },
+        cluster: { type: "string" },
+        node: { type: "string" },
+        lease: { type: "string" },
+        replicas: { type: "string" },
+        "advertise-http": { type: "string" },
+        "advertise-grpc": { type: "string" },
       },
       strict: true,
       allowPositionals: false,
@@ -102,8 +141,27 @@ export function serveSettings(argv: string[], env: Env): ServeSettings {
   const workers = setting("--workers", values.workers, "STOCKD_WORKERS", env);
   const partitions = setting("--partitions", values.partitions, "STOCKD_PARTITIONS", env);
   const durability = setting("--durability", values.durability, "STOCKD_DURABILITY", env);
-  if (durability !== undefined && durability.text !== "fsync" && durability.text !== "relaxed") {
-    throw new UsageError(`${durability.what} must be fsync or relaxed, not '${durability.text}'`);
+  const nats = setting("--nats", values.nats, "STOCKD_NATS", env);
+  if (nats === undefined) {
+    for (const flag of [
+      "cluster",
+      "node",
+      "lease",
+      "replicas",
+      "advertise-http",
+      "advertise-grpc",
+    ] as const) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} needs --nats`);
+    }
+  }
+  const modes = nats === undefined ? ["fsync", "relaxed"] : ["replicated"];
+  if (durability !== undefined && !modes.includes(durability.text)) {
+    throw new UsageError(
+      nats === undefined
+        ? `${durability.what} must be fsync or relaxed, not '${durability.text}'` +
+            (durability.text === "replicated" ? " (replicated needs --nats)" : "")
+        : `with --nats the durability is replicated, not '${durability.text}'`,
+    );
   }
   const hold = setting("--hold-duration", values["hold-duration"], "STOCKD_HOLD_DURATION", env);
   const grpcPort = setting("--grpc-port", values["grpc-port"], "STOCKD_GRPC_PORT", env);
@@ -125,10 +183,58 @@ export function serveSettings(argv: string[], env: Env): ServeSettings {
     workerCount: workers && wholeNumber(workers.what, workers.text, 0, limits.partitionCountMax),
     partitionCount:
       partitions && wholeNumber(partitions.what, partitions.text, 1, limits.partitionCountMax),
-    durability: (durability?.text ?? "fsync") as Durability,
+    // With --nats the local journal is fsynced and JetStream must store each write too.
+    durability: (nats === undefined ? (durability?.text ?? "fsync") : "fsync") as Durability,
     holdDurationMs:
       hold === undefined ? limits.holdDurationMsDefault : holdDuration(hold.what, hold.text),
     truncateDamagedTail: values["truncate-damaged-tail"] ?? false,
+    cluster: nats === undefined ? undefined : clusterSettings(nats.text, values, env),
+  };
+}
+
+function clusterSettings(
+  natsUrls: string,
+  values: Record<string, string | boolean | undefined>,
+  env: Env,
+): NonNullable<ServeSettings["cluster"]> {
+  const str = (flag: string, variable: string) =>
+    setting(`--${flag}`, values[flag] as string | undefined, variable, env);
+  const urls = natsUrls.split(",").map((u) => u.trim());
+  for (const u of urls) {
+    if (!/^(nats|tls):\/\/[^\s/]+$/.test(u) && !/^[^\s/:]+:\d+$/.test(u)) {
+      throw new UsageError(`--nats must be URLs such as nats://127.0.0.1:4222, not '${u}'`);
+    }
+  }
+  const name = str("cluster", "STOCKD_CLUSTER")?.text ?? "stockd";
+  const node = str("node", "STOCKD_NODE")?.text ?? hostname().replace(/[^A-Za-z0-9_-]/g, "-");
+  for (const [what, v] of [
+    ["--cluster", name],
+    ["--node", node],
+  ] as const) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(v)) {
+      throw new UsageError(`${what} must be 1-64 letters, digits, '-' or '_', not '${v}'`);
+    }
+  }
+  const lease = str("lease", "STOCKD_LEASE");
+  let leaseMs = 3_000;
+  if (lease !== undefined) {
+    const ms = parseDurationMs(lease.text);
+    if (ms === null || ms < 500 || ms > 60_000) {
+      throw new UsageError(
+        `${lease.what} must be a duration from 500ms to 1m, not '${lease.text}'`,
+      );
+    }
+    leaseMs = ms;
+  }
+  const replicas = str("replicas", "STOCKD_REPLICAS");
+  return {
+    nats: urls.join(","),
+    name,
+    node,
+    leaseMs,
+    replicas: replicas && wholeNumber(replicas.what, replicas.text, 1, 5),
+    advertiseHttp: str("advertise-http", "STOCKD_ADVERTISE_HTTP")?.text,
+    advertiseGrpc: str("advertise-grpc", "STOCKD_ADVERTISE_GRPC")?.text,
   };
 }
 
@@ -166,7 +272,27 @@ async function run(argv: string[]): Promise<number> {
       truncateDamagedTail: settings.truncateDamagedTail,
       taxRateBps: settings.taxRateBps,
       logger,
-      onBroken: () => stop.broken(),
+      // Alone, a broken engine stops the process; in a cluster the node steps down.
+      ...(settings.cluster === undefined ? { onBroken: () => stop.broken() } : {}),
+      ...(settings.cluster === undefined
+        ? {}
+        : {
+            cluster: {
+              nats: settings.cluster.nats,
+              name: settings.cluster.name,
+              node: settings.cluster.node,
+              leaseMs: settings.cluster.leaseMs,
+              ...(settings.cluster.replicas === undefined
+                ? {}
+                : { replicas: settings.cluster.replicas }),
+              ...(settings.cluster.advertiseHttp === undefined
+                ? {}
+                : { advertiseHttp: settings.cluster.advertiseHttp }),
+              ...(settings.cluster.advertiseGrpc === undefined
+                ? {}
+                : { advertiseGrpc: settings.cluster.advertiseGrpc }),
+            },
+          }),
       onRecovered: (engine) => logRecovery(logger, engine.recovered, engine.reconciled),
       ...(settings.workerCount === undefined ? {} : { workerCount: settings.workerCount }),
       ...(settings.partitionCount === undefined ? {} : { partitionCount: settings.partitionCount }),
@@ -183,6 +309,10 @@ async function run(argv: string[]): Promise<number> {
 }
 
 function startFailure(logger: Logger, err: unknown, settings: ServeSettings): unknown {
+  if (err instanceof ClusterConfigError || err instanceof DataDirError) {
+    logger.fatal({ err: err.message }, "cannot start");
+    return new CliFailure(err.message, ExitCode.Failed);
+  }
   if (!(err instanceof StartupError)) {
     logger.fatal({ err: (err as Error).message }, "cannot start");
     return err;

@@ -78,6 +78,26 @@ export class Catalog {
     }
   }
 
+  /** Learns warehouses and products another node created (a cluster
+   * follower applying its leader's records); creation order is kept. */
+  learn(writes: { kind: string; key: string; value: unknown }[]): void {
+    for (const w of writes) {
+      if (w.kind === RecordKind.Warehouse && w.value !== null && !this.warehouses.has(w.key)) {
+        const v = w.value as Warehouse;
+        this.warehouses.set(v.id, v);
+        this.warehouseList.push(v);
+        this.warehouseList.sort((a, b) => a.ordinal - b.ordinal);
+      } else if (w.kind === RecordKind.Product && w.value !== null && !this.products.has(w.key)) {
+        const v = w.value as Product;
+        this.products.set(v.id, v);
+        this.productList.push(v);
+        this.productList.sort((a, b) => a.ordinal - b.ordinal);
+        this.byOrdinal.set(v.ordinal, v);
+        this.index.add(v.ordinal, v);
+      }
+    }
+  }
+
   get warehouseCount(): number {
     return this.warehouseList.length;
   }

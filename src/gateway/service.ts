@@ -65,7 +65,26 @@ export const allowedRoles: Record<Operation, readonly Role[]> = {
   CancelOrder: anyone,
 };
 
+/** Operations that change state: a cluster follower refuses them. */
+const writes: ReadonlySet<Operation> = new Set<Operation>([
+  "CreateWarehouse",
+  "CreateProduct",
+  "ReceiveStock",
+  "AdjustStock",
+  "Reserve",
+  "ReserveBatch",
+  "ReleaseReservation",
+  "FulfilReservation",
+  "SetCartItem",
+  "Checkout",
+  "RecordPayment",
+  "CancelOrder",
+]);
+
 export class Service {
+  /** On a cluster follower: why writes are refused (naming the leader). */
+  readOnly: (() => string) | null = null;
+
   constructor(
     readonly auth: Auth,
     readonly catalog: Catalog,
@@ -91,6 +110,8 @@ export class Service {
     if (!v.ok) throw new ApiError("UNAUTHENTICATED", v.message);
     const denied = authorize(v.principal, allowedRoles[op], op);
     if (denied !== null) throw new ApiError("PERMISSION_DENIED", denied.message);
+    if (this.readOnly !== null && writes.has(op))
+      throw new ApiError("UNAVAILABLE", this.readOnly());
     return v.principal;
   }
 

@@ -97,8 +97,8 @@ export interface EngineOptions {
   epochs?: number[];
   /** Replicates every journal batch before its commands are answered. */
   replicate?: (items: PublishItem[]) => Promise<void>;
-  /** Replicates the coordinator's records. */
-  coordinatorReplica?: CoordinatorReplica;
+  /** Replicates the coordinator's records (given the coordinator's store). */
+  coordinatorReplica?: (store: Store) => CoordinatorReplica;
 }
 
 export interface EngineStats extends Stats {
@@ -302,7 +302,7 @@ export class Engine {
 
   private async startCoordinator(options: EngineOptions, c: WorkerConfig): Promise<void> {
     this.coordinatorStore = Store.open(this.dataDir, { durability: c.durability });
-    this.coordinatorStore.replica = options.coordinatorReplica ?? null;
+    this.coordinatorStore.replica = options.coordinatorReplica?.(this.coordinatorStore) ?? null;
     this.coordinator = new Coordinator(
       this.coordinatorStore,
       (op, arg) => this.route(op, arg),

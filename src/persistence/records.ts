@@ -25,7 +25,9 @@ export interface RecordWrite {
   value: unknown;
 }
 
-/** Receives the gateway's record writes to replicate them. */
+/** Replicates the gateway's record writes: stores them in the cluster,
+ * then here (`writeLocal`), so that this store never holds a write the
+ * cluster does not. */
 export interface RecordReplica {
   replicateRecords(writes: RecordWrite[]): Promise<void>;
 }
@@ -73,12 +75,15 @@ export class RecordStore {
    * the transaction is durable and, with a replica, replicated. */
   async write(writes: RecordWrite[]): Promise<void> {
     if (this.replica === null) return this.writeLocal(writes);
-    await Promise.all([this.writeLocal(writes), this.replica.replicateRecords(writes)]);
+    await this.replica.replicateRecords(writes);
   }
 
   /** Writes records in one transaction without replicating them (a
    * follower applying the leader's), with `meta` entries in the same one. */
-  async writeLocal(writes: RecordWrite[], meta: [key: string, value: unknown][] = []): Promise<void> {
+  async writeLocal(
+    writes: RecordWrite[],
+    meta: [key: string, value: unknown][] = [],
+  ): Promise<void> {
     await this.root.transaction(() => {
       for (const w of writes) {
         const db = this.dbs[w.kind];

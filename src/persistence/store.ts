@@ -43,7 +43,8 @@ export class CorruptionError extends Error {
   }
 }
 
-/** Receives the coordinator's writes to replicate them. */
+/** Replicates the coordinator's writes: stores them in the cluster, then
+ * here (`writeCoordinator(writes, false, meta)`). */
 export interface CoordinatorReplica {
   replicateCoordinator(writes: { key: string; value: unknown }[]): Promise<void>;
 }
@@ -372,15 +373,30 @@ export class Store {
 
   /** Writes (null removes) coordinator records in one transaction; with a
    * replica, resolves once both the transaction and the replica hold them. */
-  writeCoordinator(writes: { key: string; value: unknown }[], replicate = true): Promise<void> {
-    const txn = this.root.transaction(() => {
+  writeCoordinator(
+    writes: { key: string; value: unknown }[],
+    replicate = true,
+    meta: [key: string, value: unknown][] = [],
+  ): Promise<void> {
+    if (this.replica !== null && replicate) return this.replica.replicateCoordinator(writes);
+    return this.root.transaction(() => {
       for (const w of writes) {
         if (w.value === null) this.coordinator.removeSync(w.key);
         else this.coordinator.putSync(w.key, w.value);
       }
+      for (const [k, v] of meta) this.meta.putSync(k, v);
     }) as Promise<void>;
-    if (this.replica === null || !replicate) return txn;
-    return Promise.all([txn, this.replica.replicateCoordinator(writes)]).then(() => undefined);
+  }
+
+  /** Every coordinator record (a snapshot of them). */
+  *allCoordinatorRecords(): Generator<{ key: string; value: unknown }> {
+    for (const { key, value } of this.coordinator.getRange()) yield { key, value };
+  }
+
+  async clearCoordinator(): Promise<void> {
+    await this.root.transaction(() => {
+      for (const k of this.coordinator.getKeys()) this.coordinator.removeSync(k);
+    });
   }
 
   /** Records whose key starts with `prefix` (e.g. "g:"), in key order. */

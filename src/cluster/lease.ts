@@ -1,0 +1,170 @@
+import type { Logger } from "pino";
+import type { ClusterLink } from "./connection.ts";
+import { gatewayLeaseKey, partitionLeaseKey } from "./names.ts";
+
+/** What a lease key holds: who leads and where to reach it. */
+export interface LeaseValue {
+  node: string;
+  http: string;
+  grpc: string;
+  /** The holder's wall clock at the renewal, for operators only: nothing
+   * decides by comparing clocks of two machines. */
+  renewTimeMs: number;
+}
+
+interface Observed {
+  revision: number;
+  value: LeaseValue | null;
+  /** This node's monotonic time when it first saw this revision. */
+  seenAtMs: number;
+}
+
+export interface LeaseOptions {
+  link: ClusterLink;
+  partitionCount: number;
+  leaseMs: number;
+  /** Where this node serves (written into its leases). */
+  self: Omit<LeaseValue, "renewTimeMs">;
+  logger: Logger;
+  /** Told of each renewal round's result (metrics). */
+  onRenew?: (ok: boolean) => void;
+}
+
+const now = () => performance.now();
+
+/**
+ * Leases in the cluster's key-value bucket, one per partition and one for
+ * the gateway, taken and renewed by compare-and-set on the key's revision.
+ *
+ * Timing without trusting clocks across machines: a follower counts a
+ * lease free only after it has seen the same revision for `leaseMs` on its
+ * own clock, which starts after the holder sent that renewal; the holder
+ * counts its lease valid only until `leaseMs - margin` after it *sent* its
+ * last successful renewal. So the holder stops acknowledging before any
+ * follower may take over.
+ */
+export class Leases {
+  private readonly keys: string[];
+  private readonly observed = new Map<string, Observed>();
+  private held: Map<string, number> | null = null;
+  /** Monotonic time until which this node's leases hold. */
+  private validUntilMs = 0;
+  renewals = 0;
+
+  constructor(private readonly o: LeaseOptions) {
+    this.keys = [gatewayLeaseKey];
+    for (let p = 0; p < o.partitionCount; p++) this.keys.push(partitionLeaseKey(p));
+  }
+
+  /** Margin kept between the holder's end and the followers' start. */
+  get marginMs(): number {
+    return Math.max(250, Math.floor(this.o.leaseMs / 5));
+  }
+
+  get leading(): boolean {
+    return this.held !== null;
+  }
+
+  /** Null while this node holds every lease and may acknowledge, else why not. */
+  fenced(): string | null {
+    if (this.held === null) return "this node holds no lease";
+    if (now() >= this.validUntilMs) return "this node's lease ran out before it could renew it";
+    return null;
+  }
+
+  /** Each partition's epoch (its lease key's revision at takeover). */
+  epochs(): { partitions: number[]; gateway: number } {
+    const held = this.held;
+    if (held === null) throw new Error("no lease held");
+    return {
+      gateway: held.get(gatewayLeaseKey)!,
+      partitions: this.keys.slice(1).map((k) => held.get(k)!),
+    };
+  }
+
+  /** Reads every lease; returns the current leader (if any holds the
+   * gateway lease) and whether every lease is free to take. */
+  async observe(): Promise<{ leader: LeaseValue | null; free: boolean }> {
+    const t = now();
+    let free = true;
+    let leader: LeaseValue | null = null;
+    const entries = await Promise.all(this.keys.map((k) => this.o.link.kv.get(k)));
+    entries.forEach((e, i) => {
+      const key = this.keys[i]!;
+      const revision = e?.revision ?? 0;
+      const value = e !== null && e.operation === "PUT" ? e.json<LeaseValue>() : null;
+      const before = this.observed.get(key);
+      if (before === undefined || before.revision !== revision) {
+        this.observed.set(key, { revision, value, seenAtMs: t });
+      }
+      const seen = this.observed.get(key)!;
+      const expired = value === null || t - seen.seenAtMs >= this.o.leaseMs;
+      if (!expired) free = false;
+      if (key === gatewayLeaseKey && !expired) leader = value;
+    });
+    return { leader, free };
+  }
+
+  /** Takes every lease by compare-and-set on the revisions observed. True
+   * when all were taken; otherwise another node was faster and this one
+   * holds nothing it can use (what it took expires on its own). */
+  async take(): Promise<boolean> {
+    const sent = now();
+    const taken = new Map<string, number>();
+    const value = this.value();
+    for (const key of this.keys) {
+      const seen = this.observed.get(key);
+      try {
+        const revision =
+          seen === undefined || seen.revision === 0
+            ? await this.o.link.kv.create(key, value)
+            : await this.o.link.kv.update(key, value, seen.revision);
+        taken.set(key, revision);
+        this.observed.set(key, { revision, value: null, seenAtMs: now() });
+      } catch (err) {
+        this.o.logger.info({ key, err: (err as Error).message }, "lease taken by another node");
+        return false;
+      }
+    }
+    this.held = taken;
+    this.validUntilMs = sent + this.o.leaseMs - this.marginMs;
+    return true;
+  }
+
+  /** Renews every lease held. False when one could not be renewed: then
+   * this node no longer leads (and `fenced()` says so from now on). */
+  async renew(): Promise<boolean> {
+    const held = this.held;
+    if (held === null) return false;
+    const sent = now();
+    const value = this.value();
+    try {
+      const revisions = await Promise.all(
+        [...held].map(([key, revision]) => this.o.link.kv.update(key, value, revision)),
+      );
+      const keys = [...held.keys()];
+      for (let i = 0; i < keys.length; i++) held.set(keys[i]!, revisions[i]!);
+    } catch (err) {
+      this.o.logger.warn({ err: (err as Error).message }, "lease renewal refused: stepping down");
+      this.o.onRenew?.(false);
+      this.drop();
+      return false;
+    }
+    if (this.held !== held) return false;
+    this.validUntilMs = sent + this.o.leaseMs - this.marginMs;
+    this.renewals++;
+    this.o.onRenew?.(true);
+    return true;
+  }
+
+  /** Forgets the leases held (they expire for the others in `leaseMs`). */
+  drop(): void {
+    this.held = null;
+    this.validUntilMs = 0;
+  }
+
+  /** The epoch a partition had when this node took it over. */
+  private value(): string {
+    return JSON.stringify({ ...this.o.self, renewTimeMs: Date.now() } satisfies LeaseValue);
+  }
+}

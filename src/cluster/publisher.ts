@@ -1,0 +1,194 @@
+import { headers as natsHeaders } from "nats";
+import type { PublishItem } from "../host/index.ts";
+import type { RecordWrite } from "../persistence/index.ts";
+import type { ClusterLink } from "./connection.ts";
+import { Header } from "./names.ts";
+
+/** A leader's write the cluster did not take: another leader wrote first,
+ * or this node's lease ran out. The node must step down. */
+export class FencedError extends Error {
+  override name = "FencedError";
+}
+
+/** Where a subject's last message is, as the leader knows it. */
+export interface Position {
+  /** Stream sequence number of the subject's last message. */
+  streamSeq: number;
+  /** For a partition: the last journal sequence number in it. */
+  journalSeq: number;
+}
+
+export interface PublisherOptions {
+  link: ClusterLink;
+  /** Each partition's epoch (lease revision at takeover). */
+  epochs: number[];
+  /** The epoch of the gateway lease (records and coordinator). */
+  gatewayEpoch: number;
+  /** Where each subject's last message is (from the takeover's fence). */
+  positions: Map<string, Position>;
+  /** Null while this node's lease holds, else why it does not. */
+  fenced: () => string | null;
+  /** Told of each publish's latency (metrics). */
+  observe?: (subject: string, ms: number) => void;
+}
+
+/**
+ * Publishes a leader's writes: journal batches (one subject per partition)
+ * and the gateway's and coordinator's records, each with a message id and
+ * the expected last sequence number of its subject, so that a leader that
+ * was replaced cannot append. A write counts as replicated only when
+ * JetStream has stored it and this node's lease still held at that moment.
+ */
+export class Publisher {
+  private readonly queues = new Map<string, RecordQueue>();
+  /** Each partition's last journal batch stored in the stream (not fences):
+   * the node's restart hints and what its snapshots may cover. */
+  readonly batches = new Map<number, Position>();
+
+  constructor(private readonly o: PublisherOptions) {}
+
+  /** Journal batches of one commit: partitions in parallel, each
+   * partition's batches in order. */
+  async publishBatches(items: PublishItem[]): Promise<void> {
+    const byPartition = new Map<number, PublishItem[]>();
+    for (const it of items) {
+      const list = byPartition.get(it.partition);
+      if (list === undefined) byPartition.set(it.partition, [it]);
+      else list.push(it);
+    }
+    await Promise.all(
+      [...byPartition].map(async ([partition, list]) => {
+        const subject = this.o.link.names.partition(partition);
+        for (const it of list) {
+          const h = natsHeaders();
+          h.set(Header.Epoch, String(it.epoch));
+          h.set(Header.Seq, `${it.firstSeq}-${it.lastSeq}`);
+          h.set(Header.Node, this.o.link.node);
+          const streamSeq = await this.publish(
+            subject,
+            it.bytes,
+            `p${partition}:${it.lastSeq}:e${it.epoch}`,
+            h,
+            it.lastSeq,
+          );
+          this.batches.set(partition, { streamSeq, journalSeq: it.lastSeq });
+        }
+      }),
+    );
+  }
+
+  /** The gateway's records: stored in the cluster, then locally by
+   * `store` (with the message's stream seq), in publish order. Writes that
+   * arrive while one publish is in flight go out together in the next. */
+  publishRecords(
+    writes: RecordWrite[],
+    store: (writes: RecordWrite[], streamSeq: number) => Promise<void>,
+  ): Promise<void> {
+    return this.queue(this.o.link.names.records, store as StoreFn).add(writes);
+  }
+
+  publishCoordinator(
+    writes: { key: string; value: unknown }[],
+    store: (writes: { key: string; value: unknown }[], streamSeq: number) => Promise<void>,
+  ): Promise<void> {
+    return this.queue(this.o.link.names.coordinator, store as StoreFn).add(writes);
+  }
+
+  /** The leader's positions, for its hints and its snapshots. */
+  position(subject: string): Position | undefined {
+    return this.o.positions.get(subject);
+  }
+
+  private queue(subject: string, store: StoreFn): RecordQueue {
+    let q = this.queues.get(subject);
+    if (q === undefined) {
+      q = new RecordQueue(store, (writes) => {
+        const h = natsHeaders();
+        h.set(Header.Epoch, String(this.o.gatewayEpoch));
+        h.set(Header.Node, this.o.link.node);
+        const data = new TextEncoder().encode(JSON.stringify(writes));
+        const next = (this.o.positions.get(subject)?.streamSeq ?? 0) + 1;
+        return this.publish(subject, data, `${subject}:${next}:e${this.o.gatewayEpoch}`, h, 0);
+      });
+      this.queues.set(subject, q);
+    }
+    return q;
+  }
+
+  /** One message, expected to follow the subject's last one; resolves with
+   * its stream sequence number. */
+  private async publish(
+    subject: string,
+    data: Uint8Array,
+    msgID: string,
+    headers: ReturnType<typeof natsHeaders>,
+    journalSeq: number,
+  ): Promise<number> {
+    const before = this.o.fenced();
+    if (before !== null) throw new FencedError(before);
+    const last = this.o.positions.get(subject)?.streamSeq ?? 0;
+    const started = performance.now();
+    let seq: number;
+    try {
+      const ack = await this.o.link.js.publish(subject, data, {
+        msgID,
+        headers,
+        expect: { lastSubjectSequence: last },
+      });
+      seq = ack.seq;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (/wrong last sequence/i.test(message)) {
+        throw new FencedError(`another leader wrote ${subject}: ${message}`);
+      }
+      throw err;
+    }
+    this.o.observe?.(subject, performance.now() - started);
+    // Stored, but acknowledged only if the lease held all along.
+    const after = this.o.fenced();
+    if (after !== null) throw new FencedError(after);
+    this.o.positions.set(subject, { streamSeq: seq, journalSeq });
+    return seq;
+  }
+}
+
+type StoreFn = (writes: unknown[], streamSeq: number) => Promise<void>;
+
+/** Group commit for record writes on one subject: one message in flight,
+ * stored locally after the cluster took it and before the next is sent. */
+class RecordQueue {
+  private pending: { writes: unknown[]; waiters: { ok: () => void; no: (e: Error) => void }[] } = {
+    writes: [],
+    waiters: [],
+  };
+  private flying = false;
+
+  constructor(
+    private readonly store: StoreFn,
+    private readonly send: (writes: unknown[]) => Promise<number>,
+  ) {}
+
+  add(writes: unknown[]): Promise<void> {
+    return new Promise((ok, no) => {
+      this.pending.writes.push(...writes);
+      this.pending.waiters.push({ ok, no });
+      if (!this.flying) void this.run();
+    });
+  }
+
+  private async run(): Promise<void> {
+    this.flying = true;
+    while (this.pending.waiters.length > 0) {
+      const batch = this.pending;
+      this.pending = { writes: [], waiters: [] };
+      try {
+        const seq = await this.send(batch.writes);
+        await this.store(batch.writes, seq);
+        for (const w of batch.waiters) w.ok();
+      } catch (err) {
+        for (const w of batch.waiters) w.no(err as Error);
+      }
+    }
+    this.flying = false;
+  }
+}
