@@ -157,6 +157,17 @@ export class Leases {
     return true;
   }
 
+  /** Deletes the lease keys this node wrote last (after a clean stop):
+   * followers see them free at once. */
+  async release(): Promise<void> {
+    for (const key of this.keys) {
+      const e = await this.o.link.kv.get(key);
+      if (e?.operation === "PUT" && e.json<LeaseValue>().node === this.o.self.node) {
+        await this.o.link.kv.delete(key, { previousSeq: e.revision });
+      }
+    }
+  }
+
   /** Forgets the leases held (they expire for the others in `leaseMs`). */
   drop(): void {
     this.held = null;

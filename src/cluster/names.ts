@@ -24,6 +24,8 @@ export interface ClusterNames {
   snapshots: string;
   /** Core-NATS subject a running node answers on (name in use?). */
   node(name: string): string;
+  /** Core-NATS subject the leader answers on: take and publish snapshots now. */
+  snapshotRequest: string;
 }
 
 export function clusterNames(cluster: string): ClusterNames {
@@ -39,6 +41,7 @@ export function clusterNames(cluster: string): ClusterNames {
     leases: `stockd_${cluster}_leases`,
     snapshots: `stockd_${cluster}_snapshots`,
     node: (name) => `stockd-node.${cluster}.${name}`,
+    snapshotRequest: `stockd-ctl.${cluster}.snapshot`,
   };
 }
 

@@ -137,6 +137,7 @@ export class ClusterNode {
       const node: ClusterNode = new ClusterNode(link, host, o, partitionCount, leases);
       await node.follow();
       node.timer = setInterval(() => void node.tick(), Math.max(50, Math.floor(leaseMs / 4)));
+      node.answerSnapshotRequests();
       node.hintTimer = setInterval(() => void node.saveHints(), 1_000);
       return node;
     } catch (err) {
@@ -167,6 +168,20 @@ export class ClusterNode {
       config: this.partitionConfig,
       batches: publisher.batches,
       logger: this.o.logger,
+    });
+  }
+
+  /** The leader answers `stockd cluster snapshot`; followers stay silent. */
+  private answerSnapshotRequests(): void {
+    this.link.nc.subscribe(this.link.names.snapshotRequest, {
+      callback: (_err, m) => {
+        if (this.role !== "leader") return;
+        this.publishSnapshots().then(
+          (r) => m.respond(JSON.stringify({ ok: true, node: this.o.node, ...r })),
+          (err: Error) =>
+            m.respond(JSON.stringify({ ok: false, node: this.o.node, error: err.message })),
+        );
+      },
     });
   }
 
@@ -303,7 +318,6 @@ export class ClusterNode {
       observe: (_subject, ms) => this.m.publishSeconds.observe(ms / 1000),
     });
     this.publisher = publisher;
-    this.role = "leader";
     this.leader = { node: this.o.node, ...this.o.advertise, renewTimeMs: Date.now() };
     const data = await this.host.openData({
       kind: "leader",
@@ -324,6 +338,7 @@ export class ClusterNode {
     });
     this.engine = data.engine;
     this.records = data.records;
+    this.role = "leader";
     this.m.takeovers.inc();
     const ms = Math.round(performance.now() - started);
     this.host.setRole("leader", `leading ${this.partitionCount} partitions`);
