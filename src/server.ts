@@ -2,7 +2,8 @@ import { hostname } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import type { FastifyInstance } from "fastify";
 import { type Logger, pino } from "pino";
-import { ClusterNode, type DataMode, leaseMsDefault } from "./cluster/index.ts";
+import { ClusterConfigError, ClusterNode, type DataMode, leaseMsDefault } from "./cluster/index.ts";
+import { limits } from "./engine/index.ts";
 import {
   Auth,
   buildGrpc,
@@ -127,6 +128,13 @@ export class Server {
       await this.openData({ kind: "standalone" });
       return;
     }
+    const env = process.env.STOCKD_JWT_SECRET;
+    if (options.jwtSecret === undefined && (env === undefined || env === "")) {
+      // A secret generated per node would make a token from one node fail on the next leader.
+      throw new ClusterConfigError(
+        "the nodes of a cluster must share their JWT signing secret: set STOCKD_JWT_SECRET on every node",
+      );
+    }
     const advertiseHost =
       options.host === undefined || options.host === "0.0.0.0" ? hostname() : options.host;
     this.cluster = await ClusterNode.start(this, {
@@ -140,11 +148,7 @@ export class Server {
         http: c.advertiseHttp ?? `http://${advertiseHost}:${this.httpPort}`,
         grpc: c.advertiseGrpc ?? `${advertiseHost}:${this.grpcPort}`,
       },
-      partitionConfig: {
-        holdDurationMs: options.holdDurationMs ?? 15 * 60_000,
-        idempotencyWindowMs: 86_400_000,
-        wheelTickMs: 100,
-      },
+      holdDurationMs: options.holdDurationMs ?? limits.holdDurationMsDefault,
       logger: this.logger,
       registry: this.metrics.registry,
     });

@@ -1,6 +1,7 @@
 import { AuthConfigError } from "../gateway/auth.ts";
 import { StartupError } from "../host/index.ts";
 import { CorruptionError, DataDirError } from "../persistence/index.ts";
+import { clusterCommand, clusterSubcommands } from "./cluster.ts";
 import type { Command } from "./command.ts";
 import { dumpCommand } from "./dump.ts";
 import { CliFailure, ExitCode, UsageError } from "./errors.ts";
@@ -20,6 +21,7 @@ const commands: Command[] = [
   verifyCommand,
   snapshotCommand,
   tokenCommand,
+  clusterCommand,
 ];
 
 const overview = `Usage: stockd <command> [options]
@@ -52,6 +54,15 @@ Run \`stockd journal dump --help\` for its options.
 /** The command named at the head of argv, and the arguments after its name. */
 function resolve(argv: string[]): { command: Command; rest: string[] } {
   const [first, second] = argv;
+  if (first === "cluster") {
+    const sub = clusterSubcommands.find((c) => c.name === `cluster ${second}`);
+    if (sub !== undefined) return { command: sub, rest: argv.slice(2) };
+    throw new UsageError(
+      second === undefined || second === "--help" || second === "-h"
+        ? "cluster needs a subcommand"
+        : `unknown cluster subcommand '${second}'`,
+    );
+  }
   if (first === "journal") {
     if (second === "dump") return { command: dumpCommand, rest: argv.slice(2) };
     throw new UsageError(
@@ -66,6 +77,7 @@ function resolve(argv: string[]): { command: Command; rest: string[] } {
 }
 
 function usageOf(argv: string[]): string {
+  if (argv[0] === "cluster") return clusterCommand.usage;
   return argv[0] === "journal" ? journalUsage : overview;
 }
 
@@ -76,6 +88,10 @@ function help(topic: string[]): number {
   }
   if (topic.length === 1 && topic[0] === "journal") {
     process.stdout.write(journalUsage);
+    return ExitCode.Ok;
+  }
+  if (topic.length === 1 && topic[0] === "cluster") {
+    process.stdout.write(clusterCommand.usage);
     return ExitCode.Ok;
   }
   process.stdout.write(resolve(topic).command.usage);
@@ -92,6 +108,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (first === "--help" || first === "-h") return help([]);
   if (argv[0] === "journal" && wantsHelp(argv.slice(1, 2))) return help(["journal"]);
+  if (argv[0] === "cluster" && wantsHelp(argv.slice(1, 2))) return help(["cluster"]);
   let command: Command;
   let rest: string[];
   try {

@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { headers as natsHeaders } from "nats";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { PartitionConfig } from "../engine/index.ts";
+import { limits, type PartitionConfig } from "../engine/index.ts";
 import type { Engine, PublishItem } from "../host/index.ts";
 import {
   type CoordinatorReplica,
@@ -49,7 +49,10 @@ export interface NodeOptions extends ClusterOptions {
   leaseMs?: number;
   /** Where this node serves, for followers to name it. */
   advertise: { http: string; grpc: string };
-  partitionConfig: Omit<PartitionConfig, "partitionCount">;
+  holdDurationMs: number;
+  /** Publish snapshots once this many events were journaled since the last
+   * ones (default limits.snapshotIntervalEventCountDefault; 0: only on request). */
+  snapshotEveryEvents?: number;
   logger: Logger;
   registry: Registry;
 }
@@ -94,39 +97,51 @@ export class ClusterNode {
   private lagMs = 0;
   private readonly m: ReturnType<typeof clusterMetrics>;
   private readonly partitionConfig: PartitionConfig;
+  private snapshotTimer: NodeJS.Timeout | null = null;
+  private eventsAtSnapshot = 0;
 
   private constructor(
     readonly link: ClusterLink,
     private readonly host: DataHost,
     private readonly o: NodeOptions,
-    readonly partitionCount: number,
+    meta: { partitionCount: number; idempotencyWindowMs: number },
     private readonly leases: Leases,
   ) {
     this.m = clusterMetrics(o.registry);
-    this.partitionConfig = { ...o.partitionConfig, partitionCount };
+    this.partitionCount = meta.partitionCount;
+    this.partitionConfig = {
+      partitionCount: meta.partitionCount,
+      idempotencyWindowMs: meta.idempotencyWindowMs,
+      holdDurationMs: o.holdDurationMs,
+      wheelTickMs: limits.wheelTickMsDefault,
+    };
   }
+
+  readonly partitionCount: number;
 
   static async start(host: DataHost, o: NodeOptions): Promise<ClusterNode> {
     const link = await openCluster(o);
     try {
       // The data directory takes the cluster's fixed settings (or gives its own, first).
       const store = Store.open(o.dataDir);
-      let partitionCount: number;
+      let meta: { partitionCount: number; idempotencyWindowMs: number };
       try {
         const local = store.readMeta();
-        const meta = await clusterMeta(link, {
-          partitionCount: local?.partitionCount ?? o.partitionCount ?? 64,
-          idempotencyWindowMs: local?.idempotencyWindowMs ?? o.idempotencyWindowMs ?? 86_400_000,
+        meta = await clusterMeta(link, {
+          partitionCount: local?.partitionCount ?? o.partitionCount ?? limits.partitionCountDefault,
+          idempotencyWindowMs:
+            local?.idempotencyWindowMs ??
+            o.idempotencyWindowMs ??
+            limits.idempotencyWindowMsDefault,
         });
         await store.initMeta(meta, Date.now());
-        partitionCount = meta.partitionCount;
       } finally {
         await store.close();
       }
       const leaseMs = o.leaseMs ?? leaseMsDefault;
       const leases = new Leases({
         link,
-        partitionCount,
+        partitionCount: meta.partitionCount,
         leaseMs,
         self: { node: o.node, ...o.advertise },
         logger: o.logger,
@@ -134,10 +149,15 @@ export class ClusterNode {
           if (ok) node.m.renewals.inc();
         },
       });
-      const node: ClusterNode = new ClusterNode(link, host, o, partitionCount, leases);
+      const node: ClusterNode = new ClusterNode(link, host, o, meta, leases);
       await node.follow();
       node.timer = setInterval(() => void node.tick(), Math.max(50, Math.floor(leaseMs / 4)));
       node.answerSnapshotRequests();
+      const every = o.snapshotEveryEvents ?? limits.snapshotIntervalEventCountDefault;
+      if (every > 0) {
+        node.snapshotTimer = setInterval(() => void node.snapshotIfDue(every), 30_000);
+        node.snapshotTimer.unref();
+      }
       node.hintTimer = setInterval(() => void node.saveHints(), 1_000);
       return node;
     } catch (err) {
@@ -171,6 +191,18 @@ export class ClusterNode {
     });
   }
 
+  private async snapshotIfDue(every: number): Promise<void> {
+    const engine = this.engine;
+    if (this.role !== "leader" || engine === null) return;
+    const s = await engine.stats();
+    if (s.eventsJournaled === undefined || s.eventsJournaled - this.eventsAtSnapshot < every)
+      return;
+    this.eventsAtSnapshot = s.eventsJournaled;
+    await this.publishSnapshots().catch((err: Error) =>
+      this.o.logger.warn({ err: err.message }, "snapshot publication failed"),
+    );
+  }
+
   /** The leader answers `stockd cluster snapshot`; followers stay silent. */
   private answerSnapshotRequests(): void {
     this.link.nc.subscribe(this.link.names.snapshotRequest, {
@@ -194,6 +226,7 @@ export class ClusterNode {
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     if (this.hintTimer !== null) clearInterval(this.hintTimer);
+    if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
     this.timer = null;
     await this.changing;
     this.role = "stopped";
@@ -306,6 +339,13 @@ export class ClusterNode {
     this.o.logger.info({ node: this.o.node }, "leases taken: catching up");
     const positions = await this.fence(follower);
     await follower.stop();
+    // The last batch of each partition applied while following: what the
+    // first snapshots may cover.
+    const batches = new Map<number, Position>();
+    for (let p = 0; p < this.partitionCount; p++) {
+      const pos = this.engine?.coordinatorRecords.getMeta<Position>(positionKey.partition(p));
+      if (pos !== undefined && pos.streamSeq > 0) batches.set(p, pos);
+    }
     this.follower = null;
     await this.closeData();
     const epochs = this.leases.epochs();
@@ -317,6 +357,7 @@ export class ClusterNode {
       fenced: () => this.leases.fenced(),
       observe: (_subject, ms) => this.m.publishSeconds.observe(ms / 1000),
     });
+    for (const [p, pos] of batches) publisher.batches.set(p, pos);
     this.publisher = publisher;
     this.leader = { node: this.o.node, ...this.o.advertise, renewTimeMs: Date.now() };
     const data = await this.host.openData({

@@ -4,6 +4,11 @@ import type { RecordWrite } from "../persistence/index.ts";
 import type { ClusterLink } from "./connection.ts";
 import { Header } from "./names.ts";
 
+/** Tries of one publish while JetStream does not answer (bounded also by
+ * the lease: a leader that cannot renew stops retrying). */
+const publishAttemptMax = 50;
+const publishRetryMs = 100;
+
 /** A leader's write the cluster did not take: another leader wrote first,
  * or this node's lease ran out. The node must step down. */
 export class FencedError extends Error {
@@ -129,19 +134,28 @@ export class Publisher {
     const last = this.o.positions.get(subject)?.streamSeq ?? 0;
     const started = performance.now();
     let seq: number;
-    try {
-      const ack = await this.o.link.js.publish(subject, data, {
-        msgID,
-        headers,
-        expect: { lastSubjectSequence: last },
-      });
-      seq = ack.seq;
-    } catch (err) {
-      const message = (err as Error).message;
-      if (/wrong last sequence/i.test(message)) {
-        throw new FencedError(`another leader wrote ${subject}: ${message}`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const ack = await this.o.link.js.publish(subject, data, {
+          msgID,
+          headers,
+          expect: { lastSubjectSequence: last },
+        });
+        seq = ack.seq;
+        break;
+      } catch (err) {
+        const message = (err as Error).message;
+        if (/wrong last sequence/i.test(message)) {
+          throw new FencedError(`another leader wrote ${subject}: ${message}`);
+        }
+        // No answer (JetStream electing a stream leader, a NATS server
+        // gone): the same message id is stored at most once, so retry
+        // while the lease holds.
+        const transient = /timeout|503|no responders|disconnect|closed/i.test(message);
+        const fenced = this.o.fenced();
+        if (!transient || fenced !== null || attempt >= publishAttemptMax) throw err;
+        await new Promise((r) => setTimeout(r, publishRetryMs));
       }
-      throw err;
     }
     this.o.observe?.(subject, performance.now() - started);
     // Stored, but acknowledged only if the lease held all along.
