@@ -1,6 +1,6 @@
 import { headers as natsHeaders } from "nats";
 import type { PublishItem } from "../host/index.ts";
-import type { RecordWrite } from "../persistence/index.ts";
+import { type RecordWrite, UnavailableError } from "../persistence/index.ts";
 import type { ClusterLink } from "./connection.ts";
 import { Header } from "./names.ts";
 
@@ -11,7 +11,7 @@ const publishRetryMs = 100;
 
 /** A leader's write the cluster did not take: another leader wrote first,
  * or this node's lease ran out. The node must step down. */
-export class FencedError extends Error {
+export class FencedError extends UnavailableError {
   override name = "FencedError";
 }
 
@@ -153,7 +153,9 @@ export class Publisher {
         // while the lease holds.
         const transient = /timeout|503|no responders|disconnect|closed/i.test(message);
         const fenced = this.o.fenced();
-        if (!transient || fenced !== null || attempt >= publishAttemptMax) throw err;
+        if (!transient || fenced !== null || attempt >= publishAttemptMax) {
+          throw new UnavailableError(`the cluster did not store the write: ${message}`);
+        }
         await new Promise((r) => setTimeout(r, publishRetryMs));
       }
     }

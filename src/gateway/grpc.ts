@@ -52,6 +52,7 @@ import {
   StockLevelSchema,
   WarehouseSchema,
 } from "../gen/stockd/v1/api_pb.ts";
+import { UnavailableError } from "../persistence/index.ts";
 import type { Principal } from "./auth.ts";
 import type { Product, Warehouse } from "./catalog.ts";
 import {
@@ -485,6 +486,7 @@ function stringMap(details: Record<string, string | number>): Record<string, str
 
 function asApiError(err: unknown, logger: Logger): ApiError {
   if (err instanceof ApiError) return err;
+  if (err instanceof UnavailableError) return new ApiError(ApiCode.Unavailable, err.message);
   logger.error({ err }, "grpc call failed");
   return new ApiError(ApiCode.Internal, "internal error");
 }

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { type AdjustmentReason, adjustmentReasonNames } from "../engine/index.ts";
+import { UnavailableError } from "../persistence/index.ts";
 import type { Place } from "./allocate.ts";
 import type { Principal } from "./auth.ts";
 import { ApiCode, ApiError, invalid } from "./errors.ts";
@@ -517,6 +518,8 @@ function placeOf(b: Body): Place | undefined {
 /** Fastify's own errors (validation, body parsing, limits) in our shape. */
 function toApiError(err: FastifyError): ApiError {
   if (err instanceof ApiError) return err;
+  if ((err as Error) instanceof UnavailableError)
+    return new ApiError(ApiCode.Unavailable, err.message);
   if (err.validation !== undefined) {
     const first = err.validation[0];
     const field = `${err.validationContext ?? ""}${first?.instancePath ?? ""}`;

@@ -27,5 +27,6 @@ export {
   type JournalRecord,
   Store,
   type StoreMeta,
+  UnavailableError,
 } from "./store.ts";
 export { Reader, WireError, Writer } from "./wire.ts";

@@ -49,6 +49,12 @@ export interface CoordinatorReplica {
   replicateCoordinator(writes: { key: string; value: unknown }[]): Promise<void>;
 }
 
+/** A write this node cannot make now (it no longer leads, or its replica
+ * did not answer): the caller should retry, here or on the leader. */
+export class UnavailableError extends Error {
+  override name = "UnavailableError";
+}
+
 export class DataDirError extends Error {
   override name = "DataDirError";
 }
