@@ -53,16 +53,18 @@ Options (a flag wins over its environment variable):
 A partition's last journal seq is read from its last message in the
 stream; when that message is a new leader's fence (it carries no seq), the
 leader's own report is used instead, marked with '*'. A node's lag in a
-partition is that seq minus the node's last seq there.
+partition is that seq minus the node's last seq there. LEASE-REV, the lease
+key's revision, moves with every renewal; EPOCH is the epoch the last batch
+was written with (the lease's revision when its writer took over).
 `;
 
 const snapshotUsage = `Usage: stockd cluster snapshot --nats URL[,URL...] [--cluster NAME] [--json]
 
-Asks the cluster's leader to snapshot every partition it has written to,
-the records and the coordinator's decisions into the cluster's object
-store, and to purge the stream below them; prints what it published. It
-waits up to ${snapshotTimeoutMs / 1000} s for the answer; when no node renews the leader's lease
-within the lease time (see --lease), it stops sooner: no leader answered.
+Asks the cluster's leader to snapshot each partition (up to its last batch
+in the stream), the records and the coordinator's decisions into the
+cluster's object store, and to purge the stream below them; prints what it
+published. It waits up to ${snapshotTimeoutMs / 1000} s for the answer, but stops sooner when
+the leader's lease goes unrenewed for the lease time: no leader answered.
 
 Options (a flag wins over its environment variable):
   --nats URLS        NATS servers, comma-separated [STOCKD_NATS]
@@ -223,6 +225,12 @@ async function withConnection<T>(
   const nc = await dial(s);
   try {
     return await f(nc);
+  } catch (err) {
+    if (err instanceof CliFailure) throw err;
+    throw new CliFailure(
+      `cluster ${s.names.cluster} at ${s.servers.join(",")}: ${message(err)}`,
+      ExitCode.Failed,
+    );
   } finally {
     await nc.close().catch(() => undefined);
   }
@@ -550,8 +558,8 @@ export function statusText(st: ClusterStatus): string {
       n.role,
       `pid ${n.pid} on ${n.host}`,
       `HTTP ${n.http}`,
-      `applied stream seq ${n.appliedStreamSeq}`,
-      `lag ${ageText(n.lagMs)}`,
+      n.role === "leader" ? "" : `applied stream seq ${n.appliedStreamSeq}`,
+      n.role === "leader" ? "" : `lag ${ageText(n.lagMs)}`,
       `report ${ageText(n.reportAgeMs)} ago${stale(n)}`,
     ]);
     for (const line of table([[], ...rows]).slice(1)) out.push(`  ${line}`);
@@ -662,7 +670,7 @@ async function askSnapshot(nc: NatsConnection, s: ClusterSettings): Promise<Snap
 export function snapshotText(a: SnapshotAnswer): string {
   const out = [`snapshots published by the leader, node ${a.node ?? "?"}:`];
   const parts = a.partitions ?? [];
-  if (parts.length === 0) out.push("  partitions: none (none written since this leader took over)");
+  if (parts.length === 0) out.push("  partitions: none (no journal batch in the stream)");
   for (const p of parts) {
     out.push(
       `  partition ${p.partition}: journal seq ${p.journalSeq} (stream seq ${p.streamSeq}), ${count(p.bytes)} bytes`,

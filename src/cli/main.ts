@@ -36,7 +36,7 @@ Run \`stockd <command> --help\` for a command's options.
 
 Exit status:
   0  done (verify: everything holds)
-  1  verify found problems, or stockd failed unexpectedly
+  1  verify found problems, a cluster command failed, or stockd failed unexpectedly
   2  usage error, or a data directory that cannot be used
   3  damaged journal: serve refuses to start, the readers stop at the damage
 

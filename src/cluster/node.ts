@@ -229,12 +229,23 @@ export class ClusterNode {
     if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
     this.timer = null;
     await this.changing;
+    const publisher = this.role === "leader" ? this.publisher : null;
     this.role = "stopped";
     await this.follower?.stop();
     this.follower = null;
-    await this.saveHints();
-    this.leases.drop();
+    // Closing drains the leader's last commits (their publishes included).
     await this.closeData();
+    if (publisher !== null) {
+      const store = Store.open(this.o.dataDir);
+      try {
+        await store.putMeta(hintsOf(publisher));
+      } finally {
+        await store.close();
+      }
+      // Stopped cleanly: the others need not wait for the leases to run out.
+      await this.leases.release().catch(() => undefined);
+    }
+    this.leases.drop();
     await this.link.nc.drain().catch(() => undefined);
   }
 
@@ -507,12 +518,14 @@ export class ClusterNode {
     const publisher = this.publisher;
     const engine = this.engine;
     if (publisher === null || engine === null || this.role !== "leader") return;
-    const entries: [string, unknown][] = [...publisher.batches].map(([p, pos]) => [
-      positionKey.partition(p),
-      pos,
-    ]);
+    const entries = hintsOf(publisher);
     if (entries.length > 0) await engine.coordinatorRecords.putMeta(entries).catch(() => undefined);
   }
+}
+
+/** Restart hints: each partition's last batch in the stream. */
+function hintsOf(publisher: Publisher): [string, unknown][] {
+  return [...publisher.batches].map(([p, pos]) => [positionKey.partition(p), pos]);
 }
 
 function clusterMetrics(registry: Registry) {
