@@ -240,6 +240,31 @@ export class Server {
     return { engine, records, learn };
   }
 
+  /** Turns the follower's open data into the leader's, in place: nothing
+   * is reloaded. Overdue holds expire, interrupted orders are re-driven,
+   * pending orders get their deadlines, writes are accepted. */
+  async promoteData(mode: Extract<DataMode, { kind: "leader" }>): Promise<void> {
+    const engine = this.engine;
+    const records = this.records;
+    const orders = this.orders;
+    const service = this.service;
+    if (engine === null || records === null || orders === null || service === null) {
+      throw new Error("nothing open to promote");
+    }
+    const startMs = Date.now();
+    records.replica = mode.recordReplica(records);
+    const { expired } = await engine.promote(mode);
+    const settled = await orders.recover();
+    await service.stock.prune(Date.now(), engine.idempotencyWindowMs);
+    this.pruneTimer = setInterval(
+      () => void service.stock.prune(Date.now(), engine.idempotencyWindowMs).catch(() => undefined),
+      3_600_000,
+    );
+    this.pruneTimer.unref();
+    service.readOnly = null;
+    this.logger.info({ ms: Date.now() - startMs, expired, orders: settled }, "promoted in place");
+  }
+
   /** Closes what openData opened; requests meanwhile get 503. */
   async closeData(): Promise<void> {
     this.service = null;

@@ -112,19 +112,21 @@ export class Leases {
     const sent = now();
     const taken = new Map<string, number>();
     const value = this.value();
-    for (const key of this.keys) {
-      const seen = this.observed.get(key);
-      try {
-        const revision =
-          seen === undefined || seen.revision === 0
-            ? await this.o.link.kv.create(key, value)
-            : await this.o.link.kv.update(key, value, seen.revision);
-        taken.set(key, revision);
-        this.observed.set(key, { revision, value: null, seenAtMs: now() });
-      } catch (err) {
-        this.o.logger.info({ key, err: (err as Error).message }, "lease taken by another node");
-        return false;
-      }
+    try {
+      await Promise.all(
+        this.keys.map(async (key) => {
+          const seen = this.observed.get(key);
+          const revision =
+            seen === undefined || seen.revision === 0
+              ? await this.o.link.kv.create(key, value)
+              : await this.o.link.kv.update(key, value, seen.revision);
+          taken.set(key, revision);
+          this.observed.set(key, { revision, value: null, seenAtMs: now() });
+        }),
+      );
+    } catch (err) {
+      this.o.logger.info({ err: (err as Error).message }, "leases taken by another node");
+      return false;
     }
     this.held = taken;
     this.validUntilMs = sent + this.o.leaseMs - this.marginMs;

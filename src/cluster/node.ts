@@ -38,6 +38,8 @@ export interface DataHost {
     mode: DataMode,
   ): Promise<{ engine: Engine; records: RecordStore; learn: (w: RecordWrite[]) => void }>;
   closeData(): Promise<void>;
+  /** Turns the open follower data into the leader's in place. */
+  promoteData(mode: Extract<DataMode, { kind: "leader" }>): Promise<void>;
   setRole(role: "starting" | "follower" | "leader", detail: string): void;
 }
 
@@ -350,6 +352,8 @@ export class ClusterNode {
     this.o.logger.info({ node: this.o.node }, "leases taken: catching up");
     const positions = await this.fence(follower);
     await follower.stop();
+    if (follower.failed !== null) throw follower.failed;
+    this.follower = null;
     // The last batch of each partition applied while following: what the
     // first snapshots may cover.
     const batches = new Map<number, Position>();
@@ -357,8 +361,6 @@ export class ClusterNode {
       const pos = this.engine?.coordinatorRecords.getMeta<Position>(positionKey.partition(p));
       if (pos !== undefined && pos.streamSeq > 0) batches.set(p, pos);
     }
-    this.follower = null;
-    await this.closeData();
     const epochs = this.leases.epochs();
     const publisher = new Publisher({
       link: this.link,
@@ -371,7 +373,7 @@ export class ClusterNode {
     for (const [p, pos] of batches) publisher.batches.set(p, pos);
     this.publisher = publisher;
     this.leader = { node: this.o.node, ...this.o.advertise, renewTimeMs: Date.now() };
-    const data = await this.host.openData({
+    await this.host.promoteData({
       kind: "leader",
       epochs: epochs.partitions,
       replicate: (items) => publisher.publishBatches(items),
@@ -388,8 +390,6 @@ export class ClusterNode {
           ),
       }),
     });
-    this.engine = data.engine;
-    this.records = data.records;
     this.role = "leader";
     this.m.takeovers.inc();
     const ms = Math.round(performance.now() - started);
@@ -413,23 +413,27 @@ export class ClusterNode {
       const info = await this.link.jsm.streams.info(names.stream);
       await withTimeout(follower.caughtUp(info.state.last_seq), 30_000, "catching up");
       let refused = false;
-      for (const subject of subjects) {
-        if (positions.has(subject)) continue;
-        const last = await this.lastOf(subject);
-        const h = natsHeaders();
-        h.set(Header.Fence, String(this.leases.epochs().gateway));
-        h.set(Header.Node, this.o.node);
-        try {
-          const ack = await this.link.js.publish(subject, new Uint8Array(0), {
-            headers: h,
-            expect: { lastSubjectSequence: last },
-          });
-          positions.set(subject, { streamSeq: ack.seq, journalSeq: 0 });
-        } catch (err) {
-          if (!/wrong last sequence/i.test((err as Error).message) || attempt >= 10) throw err;
-          refused = true;
-        }
-      }
+      const epoch = String(this.leases.epochs().gateway);
+      await Promise.all(
+        subjects
+          .filter((subject) => !positions.has(subject))
+          .map(async (subject) => {
+            const last = await this.lastOf(subject);
+            const h = natsHeaders();
+            h.set(Header.Fence, epoch);
+            h.set(Header.Node, this.o.node);
+            try {
+              const ack = await this.link.js.publish(subject, new Uint8Array(0), {
+                headers: h,
+                expect: { lastSubjectSequence: last },
+              });
+              positions.set(subject, { streamSeq: ack.seq, journalSeq: 0 });
+            } catch (err) {
+              if (!/wrong last sequence/i.test((err as Error).message) || attempt >= 10) throw err;
+              refused = true;
+            }
+          }),
+      );
       if (!refused) return positions;
     }
   }

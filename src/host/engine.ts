@@ -122,6 +122,9 @@ export class StartupError extends Error {
 
 interface Link {
   send(ops: Op[], args: Flat): void;
+  /** A follower's host becomes the leader's; resolves with the holds it
+   * expired at once. */
+  promote(epochs: number[]): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -166,6 +169,10 @@ export class Engine {
   idempotencyWindowMs = 0;
   /** A cluster follower (see EngineOptions.follower). */
   follower = false;
+  /** Where journal batches are replicated (a cluster leader's). */
+  replicateFn: ((items: PublishItem[]) => Promise<void>) | null = null;
+  private manualPulse = false;
+  private wheelTickMs = 0;
 
   private constructor(
     readonly dataDir: string,
@@ -240,10 +247,18 @@ export class Engine {
           (e) => broken(e.message),
           replicate === undefined ? undefined : (batches) => replicate(batches),
         );
+        const host = b.host;
         hosts.push(b.host);
         recovered.push(...b.recovered);
         links.push({
           send: (o, a) => b.host.execute(o, a),
+          promote: (epochs) =>
+            host.promote(epochs, (batches) => {
+              const r = engine?.replicateFn;
+              return r === undefined || r === null
+                ? Promise.reject(new Error("this engine does not replicate"))
+                : r(batches);
+            }),
           close: async () => {
             await b.host.close();
             await b.store.close();
@@ -252,7 +267,12 @@ export class Engine {
       } else {
         const started = await Promise.allSettled(
           configs.map((c, w) =>
-            startWorker(c, (i, r) => deliver(i, r, w), broken, options.replicate),
+            startWorker(
+              c,
+              (i, r) => deliver(i, r, w),
+              broken,
+              () => engine?.replicateFn ?? null,
+            ),
           ),
         );
         const failure = started.find((s) => s.status === "rejected");
@@ -267,6 +287,9 @@ export class Engine {
       throw toStartupError(err);
     }
     engine = new Engine(options.dataDir, partitionCount, links);
+    engine.replicateFn = options.replicate ?? null;
+    engine.manualPulse = options.manualPulse ?? false;
+    engine.wheelTickMs = configs[0]!.wheelTickMs;
     engine.recovered = recovered.sort((a, b) => a.partition - b.partition);
     engine.inProcess.push(...hosts);
     engine.queueCountMax = options.queueCountMax ?? limits.workerQueueCountMax;
@@ -311,6 +334,11 @@ export class Engine {
     );
     // A follower leaves the decisions to its leader; it reads them.
     if (this.follower) return;
+    await this.settleCoordinator();
+  }
+
+  /** Presumed abort at start-up (or takeover), then pruning. */
+  private async settleCoordinator(): Promise<void> {
     const pending = (await this.everyWorker(Op.Pending)).flatMap(
       (r) => (r as { holds: { holdId: number; prepared: boolean; pinned: boolean }[] }).holds,
     );
@@ -411,6 +439,30 @@ export class Engine {
   async holdParts(holdId: number): Promise<(HoldView | null)[]> {
     if (this.coordinator.isGroup(holdId)) return this.coordinator.parts(holdId);
     return [await this.hold(holdId)];
+  }
+
+  /**
+   * A follower becomes the leader in place (its memory, journal and the
+   * stream agree: it applied everything first): its partitions write with
+   * the new epochs and replicate, holds past their deadline expire at once,
+   * and the coordinator settles what its old leader left undecided.
+   */
+  async promote(o: {
+    epochs: number[];
+    replicate: (items: PublishItem[]) => Promise<void>;
+    coordinatorReplica: (store: Store) => CoordinatorReplica;
+  }): Promise<{ expired: number }> {
+    if (!this.follower) throw new Error("only a follower is promoted");
+    this.replicateFn = o.replicate;
+    this.coordinatorStore.replica = o.coordinatorReplica(this.coordinatorStore);
+    const expired = await Promise.all(this.links.map((l) => l.promote(o.epochs)));
+    this.follower = false;
+    if (this.inProcess.length > 0 && !this.manualPulse) {
+      const host = this.inProcess[0]!;
+      this.pulseTimer = setInterval(() => host.pulse(), this.wheelTickMs);
+    }
+    await this.settleCoordinator();
+    return { expired: expired.reduce((a, b) => a + b, 0) };
   }
 
   /** A follower applies a framed batch its leader journaled (already in
@@ -613,7 +665,7 @@ function startWorker(
   config: WorkerConfig,
   deliver: (count: number, results: Answers) => void,
   broken: (why: string) => void,
-  replicate?: (items: PublishItem[]) => Promise<void>,
+  replicateFn: () => ((items: PublishItem[]) => Promise<void>) | null,
 ): Promise<{ link: Link; recovered: RecoveryReport[] }> {
   const target = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
   const worker = new Worker(new URL("./worker_entry.mjs", import.meta.url), {
@@ -622,6 +674,7 @@ function startWorker(
   return new Promise((resolve, reject) => {
     let ready = false;
     let closed: (() => void) | null = null;
+    let promoted: ((expired: number) => void) | null = null;
     worker.on("message", (msg: FromWorker) => {
       switch (msg.t) {
         case "replies":
@@ -639,6 +692,11 @@ function startWorker(
                   n.buffer,
                 ]);
               },
+              promote: (epochs) =>
+                new Promise<number>((done) => {
+                  promoted = done;
+                  worker.postMessage({ t: "promote", epochs } satisfies ToWorker);
+                }),
               close: () =>
                 new Promise<void>((done) => {
                   closed = done;
@@ -658,7 +716,8 @@ function startWorker(
               id: msg.id,
               ...(error === undefined ? {} : { error }),
             } satisfies ToWorker);
-          if (replicate === undefined) answer("this engine does not replicate");
+          const replicate = replicateFn();
+          if (replicate === null) answer("this engine does not replicate");
           else
             replicate(msg.items).then(
               () => answer(),
@@ -666,6 +725,10 @@ function startWorker(
             );
           return;
         }
+        case "promoted":
+          promoted?.(msg.expired);
+          promoted = null;
+          return;
         case "closed":
           closed?.();
           return;

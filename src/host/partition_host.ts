@@ -68,7 +68,7 @@ export class PartitionHost {
   constructor(
     private readonly store: Store,
     partitions: Partition[],
-    private readonly options: HostOptions,
+    private options: HostOptions,
   ) {
     for (const p of partitions) this.partitions.set(p.id, p);
   }
@@ -122,6 +122,28 @@ export class PartitionHost {
     }
     this.collectEvents();
     this.maybeCommit();
+  }
+
+  /**
+   * A follower becomes the leader, in place: its memory is its journal is
+   * the stream (it applied everything before), so nothing is reloaded. From
+   * now on it writes with the new epochs, replicates, and expires holds;
+   * those whose deadline passed expire at once (journaled). Resolves with
+   * how many expired so.
+   */
+  async promote(
+    epochs: number[],
+    replicate: (batches: FramedBatch[]) => Promise<void>,
+  ): Promise<number> {
+    this.options = { ...this.options, follower: false, epochs, replicate };
+    const before = this.stats.expired;
+    for (;;) {
+      const round = this.stats.expired;
+      this.pulse();
+      await this.drain();
+      if (this.stats.expired === round || this.failed !== null) break;
+    }
+    return this.stats.expired - before;
   }
 
   /** Waits until everything executed so far is durable and answered. */
@@ -218,6 +240,7 @@ export class PartitionHost {
         return fail(ErrorCode.Unavailable, `partition ${p.id}: gap before seq ${event.seq}`);
       }
       p.apply(event);
+      this.stats.eventsJournaled++;
     }
     return { ok: true, seq: p.seq };
   }

@@ -76,6 +76,7 @@ export interface PublishItem {
 export type ToWorker =
   | { t: "cmds"; ops: Op[]; args: Flat }
   | { t: "published"; id: number; error?: string }
+  | { t: "promote"; epochs: number[] }
   | { t: "close" };
 
 export interface RecoveryReport {
@@ -94,6 +95,7 @@ export type FromWorker =
   | { t: "replies"; count: number; results: Answers }
   | { t: "fatal"; error: SerializedError }
   | { t: "publish"; id: number; items: PublishItem[] }
+  | { t: "promoted"; expired: number }
   | { t: "closed" };
 
 export interface SerializedError {

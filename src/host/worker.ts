@@ -64,10 +64,17 @@ try {
     (err) => post({ t: "fatal", error: serialize(err) }),
     config.replicated ? replicate : undefined,
   );
-  const pulse = config.follower ? null : setInterval(() => host.pulse(), config.wheelTickMs);
+  let pulse = config.follower ? null : setInterval(() => host.pulse(), config.wheelTickMs);
   port.on("message", (msg: ToWorker) => {
     if (msg.t === "cmds") {
       host.execute(msg.ops, msg.args);
+      return;
+    }
+    if (msg.t === "promote") {
+      void host.promote(msg.epochs, replicate).then((expired) => {
+        pulse ??= setInterval(() => host.pulse(), config.wheelTickMs);
+        post({ t: "promoted", expired });
+      });
       return;
     }
     if (msg.t !== "close") return;
