@@ -24,6 +24,7 @@ import {
   type ReserveRequest,
   ReserveRequestSchema,
 } from "../src/gen/stockd/v1/api_pb.ts";
+import { benchArgs } from "./lib/args.ts";
 import { echoPath } from "./lib/echo_grpc.ts";
 import {
   type GatewaySeed,
@@ -187,33 +188,7 @@ function settings(argv: string[]): Settings {
   };
 }
 
-function positive(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!(Number.isFinite(n) && n > 0)) usage(`${flag} takes a positive number, not "${text}"`);
-  return n;
-}
-
-function count(flag: string, text: string | undefined, fallback: number, min: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!(Number.isSafeInteger(n) && n >= min))
-    usage(`${flag} takes a whole number >= ${min}, not "${text}"`);
-  return n;
-}
-
-function parseOrUsage<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    usage((err as Error).message);
-  }
-}
-
-function usage(message: string): never {
-  console.error(`${message}\n\n${help}`);
-  process.exit(2);
-}
+const { positive, count, parseOrUsage, usage } = benchArgs(() => help);
 
 // ---- workloads --------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import autocannon from "autocannon";
+import { benchArgs } from "./lib/args.ts";
 import {
   type GatewaySeed,
   jwtSecret,
@@ -645,33 +646,7 @@ function settings(argv: string[]): Settings {
   };
 }
 
-function positive(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!(Number.isFinite(n) && n > 0)) usage(`${flag} takes a positive number, not "${text}"`);
-  return n;
-}
-
-function count(flag: string, text: string | undefined, fallback: number, min: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!(Number.isSafeInteger(n) && n >= min))
-    usage(`${flag} takes a whole number >= ${min}, not "${text}"`);
-  return n;
-}
-
-function parseOrUsage<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    usage((err as Error).message);
-  }
-}
-
-function usage(message: string): never {
-  console.error(`${message}\n\n${help}`);
-  process.exit(2);
-}
+const { positive, count, parseOrUsage, usage } = benchArgs(() => help);
 
 // ---- one run ------------------------------------------------------------------------------
 
