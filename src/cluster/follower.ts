@@ -52,6 +52,8 @@ export class Follower {
   private recordsPos: number;
   private coordinatorPos: number;
   private waiters: { seq: number; resolve: () => void }[] = [];
+  /** When the stream last delivered a message (monotonic ms). */
+  lastMessageMs = performance.now();
   failed: Error | null = null;
 
   constructor(private readonly t: FollowerTarget) {
@@ -78,24 +80,58 @@ export class Follower {
       opt_start_seq: from,
     });
     const messages = await consumer.consume({ max_messages: 4_096 });
+    if (this.stopped) {
+      messages.stop(); // stopped (given up on) while the consumer was being made
+      return;
+    }
     this.messages = messages;
     void (async () => {
       try {
         for await (const m of messages) {
           if (this.stopped) break;
+          this.lastMessageMs = performance.now();
           this.queue.push(m);
           this.draining ??= this.drain();
         }
+        if (!this.stopped) this.fail(new Error("the stream's consumer ended"));
       } catch (err) {
         this.fail(err as Error);
       }
     })();
   }
 
-  /** Resolves once everything up to `streamSeq` is applied. */
-  caughtUp(streamSeq: number): Promise<void> {
+  /** Resolves once everything up to `streamSeq` is applied; rejects when
+   * the stream delivers nothing for `stallMs` meanwhile (a consumer lost
+   * with a NATS server), or following fails. */
+  caughtUp(streamSeq: number, stallMs: number): Promise<void> {
     if (this.appliedStreamSeq >= streamSeq) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ seq: streamSeq, resolve }));
+    return new Promise((resolve, reject) => {
+      const check = setInterval(() => {
+        const why =
+          this.failed !== null
+            ? this.failed.message
+            : performance.now() - this.lastMessageMs > stallMs
+              ? `the stream delivered nothing for ${stallMs} ms at seq ${this.appliedStreamSeq} of ${streamSeq}`
+              : null;
+        if (why === null) return;
+        clearInterval(check);
+        reject(new Error(why));
+      }, 100);
+      this.waiters.push({
+        seq: streamSeq,
+        resolve: () => {
+          clearInterval(check);
+          resolve();
+        },
+      });
+    });
+  }
+
+  /** Behind the stream and nothing delivered for `stallMs`. */
+  stalled(streamLastSeq: number, stallMs: number): boolean {
+    return (
+      this.appliedStreamSeq < streamLastSeq && performance.now() - this.lastMessageMs > stallMs
+    );
   }
 
   async stop(): Promise<void> {

@@ -125,7 +125,10 @@ export class Leases {
         }),
       );
     } catch (err) {
-      this.o.logger.info({ err: (err as Error).message }, "leases taken by another node");
+      this.o.logger.info(
+        { err: (err as Error).message },
+        "leases not taken (another node was faster, or NATS did not answer)",
+      );
       return false;
     }
     this.held = taken;

@@ -94,6 +94,7 @@ export class ClusterNode {
   private hintTimer: NodeJS.Timeout | null = null;
   private changing: Promise<void> = Promise.resolve();
   private ticking = false;
+  private stopping = false;
   private engine: Engine | null = null;
   private records: RecordStore | null = null;
   private lagMs = 0;
@@ -226,6 +227,7 @@ export class ClusterNode {
   }
 
   async close(): Promise<void> {
+    this.stopping = true;
     if (this.timer !== null) clearInterval(this.timer);
     if (this.hintTimer !== null) clearInterval(this.hintTimer);
     if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
@@ -253,23 +255,43 @@ export class ClusterNode {
 
   // ---- roles -----------------------------------------------------------------
 
-  /** Role changes run one at a time. */
+  /** Role changes run one at a time. A failed one leaves this node
+   * following again, retrying until it can. */
   private change(step: () => Promise<void>): Promise<void> {
     this.changing = this.changing.then(step).catch(async (err: Error) => {
       this.o.logger.error({ err: err.message }, "role change failed: following again");
-      this.leases.drop();
-      this.publisher = null;
-      await this.follower?.stop();
-      this.follower = null;
-      await this.closeData();
-      this.role = "starting";
-      await new Promise((r) => setTimeout(r, 500));
-      await this.follow().catch((e: Error) => {
-        this.o.logger.fatal({ err: e.message }, "cannot follow the cluster");
-        this.host.setRole("starting", `cannot follow the cluster: ${e.message}`);
-      });
+      await this.reset();
+      await this.followUntilDone();
     });
     return this.changing;
+  }
+
+  /** Drops whatever role this node had: nothing is acknowledged after. */
+  private async reset(): Promise<void> {
+    const leading = this.leases.leading;
+    this.leases.drop();
+    this.publisher = null;
+    await this.follower?.stop().catch(() => undefined);
+    this.follower = null;
+    await this.closeData().catch(() => undefined);
+    if (this.role !== "stopped") this.role = "starting";
+    if (leading) await this.leases.release().catch(() => undefined);
+  }
+
+  private async followUntilDone(): Promise<void> {
+    for (let delayMs = 500; !this.stopping; delayMs = Math.min(delayMs * 2, 5_000)) {
+      await new Promise((r) => setTimeout(r, delayMs));
+      if (this.stopping) return;
+      try {
+        await this.follow();
+        return;
+      } catch (err) {
+        const why = (err as Error).message;
+        this.o.logger.warn({ err: why, retryMs: delayMs }, "cannot follow the cluster yet");
+        this.host.setRole("starting", `cannot follow the cluster yet: ${why}`);
+        await this.reset();
+      }
+    }
   }
 
   /** Cuts what the cluster does not hold, opens the data as a follower and
@@ -307,19 +329,18 @@ export class ClusterNode {
       onRecords: data.learn,
       onFail: () => void this.change(() => this.resync()),
     });
-    await follower.start();
     this.follower = follower;
+    // The consumer is made on the stream's leader: without one (NATS electing
+    // it) creating it waits; give up and try again rather than hang.
+    await withDeadline(follower.start(), this.stallMs(), "starting to consume the stream");
     this.role = "follower";
     this.host.setRole("follower", this.readOnly());
   }
 
   private async resync(): Promise<void> {
     if (this.role !== "follower") return;
-    await this.follower?.stop();
-    this.follower = null;
-    await this.closeData();
-    await new Promise((r) => setTimeout(r, 500));
-    await this.follow();
+    await this.reset();
+    await this.followUntilDone();
   }
 
   private async tick(): Promise<void> {
@@ -411,7 +432,7 @@ export class ClusterNode {
     const positions = new Map<string, Position>();
     for (let attempt = 0; ; attempt++) {
       const info = await this.link.jsm.streams.info(names.stream);
-      await withTimeout(follower.caughtUp(info.state.last_seq), 30_000, "catching up");
+      await follower.caughtUp(info.state.last_seq, this.stallMs());
       let refused = false;
       const epoch = String(this.leases.epochs().gateway);
       await Promise.all(
@@ -462,6 +483,11 @@ export class ClusterNode {
     await this.closeData();
     this.role = "starting";
     await this.follow();
+  }
+
+  /** How long a stream may deliver nothing while this node is behind. */
+  private stallMs(): number {
+    return Math.max(3_000, 2 * (this.o.leaseMs ?? leaseMsDefault));
   }
 
   private async closeData(): Promise<void> {
@@ -527,6 +553,22 @@ export class ClusterNode {
   }
 }
 
+function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
 /** Restart hints: each partition's last batch in the stream. */
 function hintsOf(publisher: Publisher): [string, unknown][] {
   return [...publisher.batches].map(([p, pos]) => [positionKey.partition(p), pos]);
@@ -564,22 +606,6 @@ function clusterMetrics(registry: Registry) {
       registers,
     }),
   };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }
 
 export { FencedError };

@@ -17,6 +17,8 @@ export interface Reconciled {
   truncated: { partition: number; records: number }[];
   /** What was rebuilt from the cluster's snapshots. */
   restored: string[];
+  /** Partitions whose local journal could not be proven, and why. */
+  unproven: { partition: number; why: string }[];
 }
 
 /**
@@ -35,7 +37,7 @@ export async function reconcile(o: {
   config: PartitionConfig;
   logger: Logger;
 }): Promise<Reconciled> {
-  const out: Reconciled = { truncated: [], restored: [] };
+  const out: Reconciled = { truncated: [], restored: [], unproven: [] };
   const member = o.store.getMeta<string>("cluster");
   if (member !== undefined && member !== o.link.names.cluster) {
     throw new ClusterConfigError(
@@ -44,14 +46,16 @@ export async function reconcile(o: {
   }
   for (let p = 0; p < o.partitionCount; p++) {
     const hint = o.store.getMeta<PartitionPosition>(positionKey.partition(p)) ?? null;
-    const proven = hint !== null && hint.streamSeq > 0 && (await provePrefix(o, p, hint));
-    if (proven) {
+    const why =
+      hint === null || hint.streamSeq === 0 ? "no position" : await provePrefix(o, p, hint);
+    if (why === null && hint !== null) {
       const cut = await o.store.truncateFrom(p, hint.journalSeq + 1);
       await o.store.dropSnapshotsAfter(p, hint.journalSeq);
       if (cut > 0) out.truncated.push({ partition: p, records: cut });
       continue;
     }
     const local = o.store.lastSeq(p) > 0 || o.store.rawSnapshotKeys(p).length > 0;
+    if (local) out.unproven.push({ partition: p, why: why ?? "no position" });
     if (hint === null && local) {
       throw new ClusterConfigError(
         `${o.store.dir} holds partition ${p} data that was never replicated to cluster ` +
@@ -86,7 +90,7 @@ export async function reconcile(o: {
     }
   }
   await o.store.putMeta(missing);
-  if (out.truncated.length > 0 || out.restored.length > 0) {
+  if (out.truncated.length > 0 || out.restored.length > 0 || out.unproven.length > 0) {
     o.logger.info(out, "data directory reconciled with the cluster");
   }
   return out;
@@ -102,29 +106,47 @@ async function streamHolds(link: ClusterLink, seq: number): Promise<boolean> {
   try {
     await link.jsm.streams.getMessage(link.names.stream, { seq });
     return true;
-  } catch {
+  } catch (err) {
+    if (!notFound(err)) throw err;
     return false;
   }
 }
 
 /** The node's journal up to `hint.journalSeq` is the stream's: the stream's
- * message at the hint is the batch the node stored there. */
+ * message at the hint is the batch the node stored there. Null when proven,
+ * else why not. */
 async function provePrefix(
   o: { link: ClusterLink; store: Store },
   p: number,
   hint: PartitionPosition,
-): Promise<boolean> {
+): Promise<string | null> {
   let m: Awaited<ReturnType<ClusterLink["jsm"]["streams"]["getMessage"]>>;
   try {
     m = await o.link.jsm.streams.getMessage(o.link.names.stream, { seq: hint.streamSeq });
-  } catch {
-    return false; // purged below a snapshot: rebuild from it
+  } catch (err) {
+    // Purged below a snapshot: rebuild from it. Any other failure (NATS not
+    // answering) proves nothing either way: give up, and try again later.
+    if (!notFound(err)) throw err;
+    return `stream message ${hint.streamSeq} is no longer in the stream`;
   }
-  if (m.subject !== o.link.names.partition(p)) return false;
+  if (m.subject !== o.link.names.partition(p))
+    return `stream message ${hint.streamSeq} is on ${m.subject}`;
   const last = Number((m.header.get(Header.Seq) ?? "").split("-")[1]);
-  if (last !== hint.journalSeq) return false;
+  if (last !== hint.journalSeq)
+    return `stream message ${hint.streamSeq} ends at seq ${last}, not ${hint.journalSeq}`;
   const local = o.store.journalRecord(p, hint.journalSeq);
-  if (local !== undefined) return Buffer.compare(local, Buffer.from(m.data)) === 0;
+  if (local !== undefined) {
+    return Buffer.compare(local, Buffer.from(m.data)) === 0
+      ? null
+      : "the local batch differs from the stream's";
+  }
   // Restored from the cluster's snapshot at exactly this point.
-  return o.store.rawSnapshotKeys(p).some(([, seq]) => seq === hint.journalSeq);
+  return o.store.rawSnapshotKeys(p).some(([, seq]) => seq === hint.journalSeq)
+    ? null
+    : `no local batch or snapshot at seq ${hint.journalSeq}`;
+}
+
+/** JetStream's "no message found" (as opposed to no answer at all). */
+function notFound(err: unknown): boolean {
+  return /no message found/i.test((err as Error).message);
 }

@@ -36,6 +36,7 @@ import {
   type Durability,
   Store,
   type StoreMeta,
+  UnavailableError,
 } from "../persistence/index.ts";
 import { bootHost } from "./boot.ts";
 import { Coordinator } from "./coordinator.ts";
@@ -315,7 +316,7 @@ export class Engine {
     const every = options.snapshotEveryEvents ?? limits.snapshotIntervalEventCountDefault;
     if (every > 0) {
       engine.snapshotTimer = setInterval(
-        () => void engine.snapshotIfDue(every),
+        () => void engine.snapshotIfDue(every).catch(() => undefined),
         options.snapshotCheckMs ?? 10_000,
       );
       engine.snapshotTimer.unref();
@@ -413,7 +414,7 @@ export class Engine {
     const r = (await this.toProduct(productId, Op.Position, { productId, warehouseIds })) as
       | { ok: true; positions: PositionView[] }
       | Failure;
-    if (!r.ok) throw new Error(r.message);
+    if (!r.ok) throw failure(r);
     return r.positions;
   }
 
@@ -429,7 +430,7 @@ export class Engine {
       | Failure;
     if (!r.ok) {
       if (r.code === ErrorCode.HoldNotFound) return null;
-      throw new Error(r.message);
+      throw failure(r);
     }
     return r.hold;
   }
@@ -471,7 +472,7 @@ export class Engine {
     const r = (await this.call(this.workerOf(partition), Op.Apply, { partition, bytes }, true)) as
       | { ok: true; seq: number }
       | Failure;
-    if (!r.ok) throw new Error(r.message);
+    if (!r.ok) throw failure(r);
     return r.seq;
   }
 
@@ -487,7 +488,15 @@ export class Engine {
   }
 
   async stats(): Promise<EngineStats> {
-    const all = (await this.everyWorker(Op.Stats)).map((r) => (r as { stats: EngineStats }).stats);
+    const answers = (await this.everyWorker(Op.Stats)) as (
+      | { ok: true; stats: EngineStats }
+      | Failure
+    )[];
+    const all: EngineStats[] = [];
+    for (const r of answers) {
+      if (!r.ok) throw failure(r);
+      all.push(r.stats);
+    }
     const sum: EngineStats = {
       ...emptyStats(),
       seqs: {},
@@ -512,7 +521,7 @@ export class Engine {
   /** Asserts every invariant in every partition (throws on a violation). */
   async checkInvariants(): Promise<void> {
     const all = await this.everyWorker(Op.CheckInvariants);
-    for (const r of all) if (!(r as { ok: boolean }).ok) throw new Error((r as Failure).message);
+    for (const r of all) if (!(r as { ok: boolean }).ok) throw failure(r as Failure);
   }
 
   /**
@@ -770,6 +779,12 @@ function runSnapshotWorker(job: SnapshotJob): Promise<SnapshotReport[]> {
       if (code !== 0) reject(new Error(`snapshot thread exited with code ${code}`));
     });
   });
+}
+
+/** A refusal as an exception: UNAVAILABLE (a broken or closed engine, a
+ * follower) stays recognisable as such, so callers answer 503, not 500. */
+function failure(r: Failure): Error {
+  return r.code === ErrorCode.Unavailable ? new UnavailableError(r.message) : new Error(r.message);
 }
 
 function deserialize(e: SerializedError): Error {
