@@ -6,7 +6,7 @@ import { limits } from "../engine/index.ts";
 import { gatewayLimits } from "../gateway/index.ts";
 import { parseTaxRate } from "../gateway/money.ts";
 import { type Engine, type RecoveryReport, StartupError } from "../host/index.ts";
-import { DataDirError, type Durability } from "../persistence/index.ts";
+import type { Durability } from "../persistence/index.ts";
 import { Server } from "../server.ts";
 import { parseOrUsage, wholeNumber } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -309,7 +309,7 @@ async function run(argv: string[]): Promise<number> {
 }
 
 function startFailure(logger: Logger, err: unknown, settings: ServeSettings): unknown {
-  if (err instanceof ClusterConfigError || err instanceof DataDirError) {
+  if (err instanceof ClusterConfigError) {
     logger.fatal({ err: err.message }, "cannot start");
     return new CliFailure(err.message, ExitCode.Failed);
   }

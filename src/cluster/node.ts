@@ -516,11 +516,14 @@ export class ClusterNode {
       for (let p = 0; p < this.partitionCount; p++) {
         const behind = Math.max(0, (leaderReport?.seqs[p] ?? seqs[p]!) - seqs[p]!);
         this.m.lagEvents.set({ partition: String(p) }, behind);
+        this.m.partitionLagMs.set({ partition: String(p) }, behind > 0 ? this.lagMs : 0);
       }
     } else {
       this.lagMs = 0;
-      for (let p = 0; p < this.partitionCount; p++)
+      for (let p = 0; p < this.partitionCount; p++) {
         this.m.lagEvents.set({ partition: String(p) }, 0);
+        this.m.partitionLagMs.set({ partition: String(p) }, 0);
+      }
     }
     this.m.lagMs.set(this.lagMs);
     this.m.leader.set(this.role === "leader" ? 1 : 0);
@@ -586,6 +589,12 @@ function clusterMetrics(registry: Registry) {
     lagMs: new Gauge({
       name: "stockd_replication_lag_ms",
       help: "Age of the last applied message while behind the stream (0 when caught up)",
+      registers,
+    }),
+    partitionLagMs: new Gauge({
+      name: "stockd_replication_partition_lag_ms",
+      help: "By partition: the node's lag in ms where the partition is behind its leader, else 0",
+      labelNames: ["partition"],
       registers,
     }),
     renewals: new Counter({

@@ -124,6 +124,30 @@ describe("serveSettings", () => {
     });
   });
 
+  it("reads the cluster settings, with replicated durability", () => {
+    expect(
+      serveSettings(
+        ["--nats", "nats://n1:4222, nats://n2:4222", "--node", "a", "--lease", "1500ms"],
+        {
+          STOCKD_CLUSTER: "shop",
+          STOCKD_REPLICAS: "3",
+        },
+      ),
+    ).toMatchObject({
+      durability: "fsync",
+      cluster: {
+        nats: "nats://n1:4222,nats://n2:4222",
+        name: "shop",
+        node: "a",
+        leaseMs: 1_500,
+        replicas: 3,
+      },
+    });
+    expect(
+      serveSettings(["--nats", "nats://n1:4222", "--durability", "replicated"], {}).cluster,
+    ).toMatchObject({ name: "stockd", leaseMs: 3_000, replicas: undefined });
+  });
+
   it.each([
     [["--hold-duration", "5x"], {}, "--hold-duration must be a duration"],
     [["--hold-duration", "0s"], {}, "--hold-duration must be between 1ms and 720h"],
@@ -138,6 +162,42 @@ describe("serveSettings", () => {
     [[], { STOCKD_GRPC_PORT: "-1" }, "STOCKD_GRPC_PORT must be"],
     [["--tax-rate", "101"], {}, "--tax-rate must be a percentage"],
     [[], { STOCKD_TAX_RATE: "lots" }, "STOCKD_TAX_RATE must be a percentage"],
+    [["--node", "a"], {}, "--node needs --nats"],
+    [["--cluster", "c"], {}, "--cluster needs --nats"],
+    [["--lease", "2s"], {}, "--lease needs --nats"],
+    [
+      ["--durability", "replicated"],
+      {},
+      "--durability must be fsync or relaxed, not 'replicated' (replicated needs --nats)",
+    ],
+    [
+      ["--nats", "nats://h:4222", "--durability", "fsync"],
+      {},
+      "with --nats the durability is replicated, not 'fsync'",
+    ],
+    [
+      ["--nats", "http://h:4222"],
+      {},
+      "--nats must be URLs such as nats://127.0.0.1:4222, not 'http://h:4222'",
+    ],
+    [["--nats", "nats://h:4222,"], {}, "--nats must be URLs"],
+    [
+      ["--nats", "nats://h:4222", "--node", "a.b"],
+      {},
+      "--node must be 1-64 letters, digits, '-' or '_', not 'a.b'",
+    ],
+    [["--nats", "nats://h:4222", "--cluster", ""], {}, "--cluster must be 1-64 letters"],
+    [
+      ["--nats", "nats://h:4222", "--lease", "100ms"],
+      {},
+      "--lease must be a duration from 500ms to 1m, not '100ms'",
+    ],
+    [
+      [],
+      { STOCKD_NATS: "nats://h:4222", STOCKD_LEASE: "forever" },
+      "STOCKD_LEASE must be a duration",
+    ],
+    [["--nats", "nats://h:4222", "--replicas", "7"], {}, "--replicas must be between 1 and 5"],
   ])("refuses %j %j", (argv, env, message) => {
     expect(() => serveSettings(argv, env)).toThrow(message);
   });

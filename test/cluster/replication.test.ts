@@ -264,6 +264,28 @@ describe("replication over NATS JetStream", () => {
     expect((await new Http(() => a.httpPort).get("/readyz")).body.role).toBe("leader");
   });
 
+  it("both nodes publish replication metrics", async () => {
+    const metric = (text: string, name: string): number[] =>
+      text
+        .split("\n")
+        .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+        .map((l) => Number(l.slice(l.lastIndexOf(" ") + 1)));
+    const leader = (await new Http(() => a.httpPort).get("/metrics")).body as string;
+    expect(metric(leader, "stockd_leader")).toEqual([1]);
+    expect(metric(leader, "stockd_takeovers_total")).toEqual([1]);
+    expect(metric(leader, "stockd_lease_renewals_total")[0]).toBeGreaterThan(0);
+    expect(metric(leader, "stockd_replication_publish_seconds_count")[0]).toBeGreaterThan(100);
+    const follower = await until("the follower's gauges to read caught up", async () => {
+      const text = (await new Http(() => b.httpPort).get("/metrics")).body as string;
+      const lag = metric(text, "stockd_replication_lag_events");
+      return lag.length === partitionCount && lag.every((v) => v === 0) ? text : null;
+    });
+    expect(metric(follower, "stockd_leader")).toEqual([0]);
+    expect(metric(follower, "stockd_takeovers_total")).toEqual([0]);
+    expect(metric(follower, "stockd_replication_partition_lag_ms")).toHaveLength(partitionCount);
+    expect(metric(follower, "stockd_replication_lag_ms")).toEqual([0]);
+  });
+
   it("a restarted follower resumes from its own LMDB and catches up", async () => {
     const dataDir = dirs[1]!;
     await b.close();
