@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { Engine } from "../host/index.ts";
 import type { FramedBatch, RecordStore, RecordWrite, Store } from "../persistence/index.ts";
 import type { ClusterLink } from "./connection.ts";
+import { followerPullCountMax, followerQueueCountMax } from "./limits.ts";
 import { Header, partitionOfSubject } from "./names.ts";
 
 /** Meta keys of a node's stream positions (what it has applied). */
@@ -79,7 +80,7 @@ export class Follower {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: from,
     });
-    const messages = await consumer.consume({ max_messages: 4_096 });
+    const messages = await consumer.consume({ max_messages: followerPullCountMax });
     if (this.stopped) {
       messages.stop(); // stopped (given up on) while the consumer was being made
       return;
@@ -92,6 +93,8 @@ export class Follower {
           this.lastMessageMs = performance.now();
           this.queue.push(m);
           this.draining ??= this.drain();
+          // Receiving waits while applying is this far behind.
+          if (this.queue.length >= followerQueueCountMax) await this.draining;
         }
         if (!this.stopped) this.fail(new Error("the stream's consumer ended"));
       } catch (err) {

@@ -4,6 +4,7 @@
 export { ClusterConfigError, type ClusterLink, openCluster } from "./connection.ts";
 export { type PartitionPosition, positionKey } from "./follower.ts";
 export type { LeaseValue } from "./lease.ts";
+export { leaseMsDefault } from "./limits.ts";
 export {
   type ClusterNames,
   clusterNames,
@@ -16,7 +17,6 @@ export {
   ClusterNode,
   type DataHost,
   type DataMode,
-  leaseMsDefault,
   type NodeOptions,
   type NodeReport,
 } from "./node.ts";

@@ -14,6 +14,7 @@ import {
 import { type ClusterLink, type ClusterOptions, clusterMeta, openCluster } from "./connection.ts";
 import { Follower, positionKey } from "./follower.ts";
 import { Leases, type LeaseValue } from "./lease.ts";
+import { followRetryMsMax, leaseMsDefault, snapshotCheckMs, streamStallMsMin } from "./limits.ts";
 import { Header, nodeReportKey } from "./names.ts";
 import { FencedError, type Position, Publisher } from "./publisher.ts";
 import { reconcile } from "./reconcile.ts";
@@ -73,8 +74,6 @@ export interface NodeReport {
   lagMs: number;
   updateTimeMs: number;
 }
-
-export const leaseMsDefault = 3_000;
 
 /**
  * One stockd node of a cluster: follows the leader's stream into its own
@@ -158,7 +157,7 @@ export class ClusterNode {
       node.answerSnapshotRequests();
       const every = o.snapshotEveryEvents ?? limits.snapshotIntervalEventCountDefault;
       if (every > 0) {
-        node.snapshotTimer = setInterval(() => void node.snapshotIfDue(every), 30_000);
+        node.snapshotTimer = setInterval(() => void node.snapshotIfDue(every), snapshotCheckMs);
         node.snapshotTimer.unref();
       }
       node.hintTimer = setInterval(() => void node.saveHints(), 1_000);
@@ -279,7 +278,7 @@ export class ClusterNode {
   }
 
   private async followUntilDone(): Promise<void> {
-    for (let delayMs = 500; !this.stopping; delayMs = Math.min(delayMs * 2, 5_000)) {
+    for (let delayMs = 500; !this.stopping; delayMs = Math.min(delayMs * 2, followRetryMsMax)) {
       await new Promise((r) => setTimeout(r, delayMs));
       if (this.stopping) return;
       try {
@@ -487,7 +486,7 @@ export class ClusterNode {
 
   /** How long a stream may deliver nothing while this node is behind. */
   private stallMs(): number {
-    return Math.max(3_000, 2 * (this.o.leaseMs ?? leaseMsDefault));
+    return Math.max(streamStallMsMin, 2 * (this.o.leaseMs ?? leaseMsDefault));
   }
 
   private async closeData(): Promise<void> {

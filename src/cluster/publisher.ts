@@ -2,12 +2,8 @@ import { headers as natsHeaders } from "nats";
 import type { PublishItem } from "../host/index.ts";
 import { type RecordWrite, UnavailableError } from "../persistence/index.ts";
 import type { ClusterLink } from "./connection.ts";
+import { publishAttemptMax, publishRetryMs } from "./limits.ts";
 import { Header } from "./names.ts";
-
-/** Tries of one publish while JetStream does not answer (bounded also by
- * the lease: a leader that cannot renew stops retrying). */
-const publishAttemptMax = 50;
-const publishRetryMs = 100;
 
 /** A leader's write the cluster did not take: another leader wrote first,
  * or this node's lease ran out. The node must step down. */
