@@ -79,6 +79,9 @@ export async function openCluster(options: ClusterOptions): Promise<ClusterLink>
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       pingInterval: 2_000,
+      // Each request would otherwise capture an Error for its stack: ~5% of
+      // a leader's main thread under load, measured.
+      noAsyncTraces: true,
     });
   } catch (err) {
     throw new ClusterConfigError(
