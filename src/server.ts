@@ -218,12 +218,7 @@ export class Server {
       return { engine, records, learn };
     }
     const settled = await orders.recover();
-    await stock.prune(Date.now(), engine.idempotencyWindowMs);
-    this.pruneTimer = setInterval(
-      () => void stock.prune(Date.now(), engine.idempotencyWindowMs).catch(() => undefined),
-      3_600_000,
-    );
-    this.pruneTimer.unref();
+    await this.startPruning(stock, engine);
     this.service = service;
     if (mode.kind === "standalone") this.setRole("standalone", "serving");
     this.logger.info(
@@ -255,14 +250,20 @@ export class Server {
     records.replica = mode.recordReplica(records);
     const { expired } = await engine.promote(mode);
     const settled = await orders.recover();
-    await service.stock.prune(Date.now(), engine.idempotencyWindowMs);
+    await this.startPruning(service.stock, engine);
+    service.readOnly = null;
+    this.logger.info({ ms: Date.now() - startMs, expired, orders: settled }, "promoted in place");
+  }
+
+  /** Forgets request ids older than the idempotency window, now and hourly
+   * (a leader's or a lone node's job: it writes). */
+  private async startPruning(stock: Stock, engine: Engine): Promise<void> {
+    await stock.prune(Date.now(), engine.idempotencyWindowMs);
     this.pruneTimer = setInterval(
-      () => void service.stock.prune(Date.now(), engine.idempotencyWindowMs).catch(() => undefined),
+      () => void stock.prune(Date.now(), engine.idempotencyWindowMs).catch(() => undefined),
       3_600_000,
     );
     this.pruneTimer.unref();
-    service.readOnly = null;
-    this.logger.info({ ms: Date.now() - startMs, expired, orders: settled }, "promoted in place");
   }
 
   /** Closes what openData opened; requests meanwhile get 503. */

@@ -1,3 +1,6 @@
+// names.ts alone: every command checks arguments, and the cluster module
+// would load the NATS client for all of them.
+import { namePattern } from "../cluster/names.ts";
 import { idError } from "../engine/index.ts";
 import { UsageError } from "./errors.ts";
 
@@ -86,4 +89,22 @@ function validFields(m: RegExpExecArray): boolean {
     zoneHour! < 24 &&
     zoneMinute! < 60
   );
+}
+
+/** NATS server addresses: `nats://host:port`, `tls://host`, `host:port`. */
+export function natsUrls(urls: string[]): string[] {
+  for (const u of urls) {
+    if (!/^(nats|tls):\/\/[^\s/]+$/.test(u) && !/^[^\s/:]+:\d+$/.test(u)) {
+      throw new UsageError(`--nats must be URLs such as nats://127.0.0.1:4222, not '${u}'`);
+    }
+  }
+  return urls;
+}
+
+/** A cluster or node name, as NATS subjects and bucket names take it. */
+export function clusterName(what: string, name: string): string {
+  if (!namePattern.test(name)) {
+    throw new UsageError(`${what} must be 1-64 letters, digits, '-' or '_', not '${name}'`);
+  }
+  return name;
 }

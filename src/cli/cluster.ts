@@ -18,7 +18,7 @@ import {
   nodeReportKey,
   partitionLeaseKey,
 } from "../cluster/index.ts";
-import { parseOrUsage } from "./args.ts";
+import { clusterName, natsUrls, parseOrUsage } from "./args.ts";
 import type { Command } from "./command.ts";
 import { parseDurationMs } from "./duration.ts";
 import { CliFailure, ExitCode, UsageError } from "./errors.ts";
@@ -122,15 +122,8 @@ export function clusterSettings(argv: string[], env: Env): ClusterSettings {
     .map((u) => u.trim())
     .filter((u) => u !== "");
   if (servers.length === 0) throw new UsageError("--nats needs at least one URL");
-  for (const u of servers) {
-    if (!/^(nats|tls):\/\/[^\s/]+$/.test(u) && !/^[^\s/:]+:\d+$/.test(u)) {
-      throw new UsageError(`--nats must be URLs such as nats://127.0.0.1:4222, not '${u}'`);
-    }
-  }
-  const name = setting(values.cluster, "STOCKD_CLUSTER", env) ?? "stockd";
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
-    throw new UsageError(`--cluster must be 1-64 letters, digits, '-' or '_', not '${name}'`);
-  }
+  natsUrls(servers);
+  const name = clusterName("--cluster", setting(values.cluster, "STOCKD_CLUSTER", env) ?? "stockd");
   const lease = setting(values.lease, "STOCKD_LEASE", env);
   let leaseMs = 3_000;
   if (lease !== undefined) {
@@ -305,16 +298,8 @@ export interface LeaseStatus {
   stale: boolean;
 }
 
-export interface NodeStatus {
-  node: string;
-  role: string;
-  http: string;
-  grpc: string;
-  pid: number;
-  host: string;
-  appliedStreamSeq: number;
-  lagMs: number;
-  updateTimeMs: number;
+/** A node's report (its per-partition seqs go into the partitions), aged. */
+export interface NodeStatus extends Omit<NodeReport, "seqs"> {
   reportAgeMs: number;
   stale: boolean;
 }

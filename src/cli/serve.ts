@@ -8,7 +8,7 @@ import { parseTaxRate } from "../gateway/money.ts";
 import { type Engine, type RecoveryReport, StartupError } from "../host/index.ts";
 import type { Durability } from "../persistence/index.ts";
 import { Server } from "../server.ts";
-import { parseOrUsage, wholeNumber } from "./args.ts";
+import { clusterName, natsUrls, parseOrUsage, wholeNumber } from "./args.ts";
 import type { Command } from "./command.ts";
 import { parseDurationMs } from "./duration.ts";
 import { CliFailure, ExitCode, UsageError } from "./errors.ts";
@@ -193,28 +193,18 @@ export function serveSettings(argv: string[], env: Env): ServeSettings {
 }
 
 function clusterSettings(
-  natsUrls: string,
+  natsText: string,
   values: Record<string, string | boolean | undefined>,
   env: Env,
 ): NonNullable<ServeSettings["cluster"]> {
   const str = (flag: string, variable: string) =>
     setting(`--${flag}`, values[flag] as string | undefined, variable, env);
-  const urls = natsUrls.split(",").map((u) => u.trim());
-  for (const u of urls) {
-    if (!/^(nats|tls):\/\/[^\s/]+$/.test(u) && !/^[^\s/:]+:\d+$/.test(u)) {
-      throw new UsageError(`--nats must be URLs such as nats://127.0.0.1:4222, not '${u}'`);
-    }
-  }
-  const name = str("cluster", "STOCKD_CLUSTER")?.text ?? "stockd";
-  const node = str("node", "STOCKD_NODE")?.text ?? hostname().replace(/[^A-Za-z0-9_-]/g, "-");
-  for (const [what, v] of [
-    ["--cluster", name],
-    ["--node", node],
-  ] as const) {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(v)) {
-      throw new UsageError(`${what} must be 1-64 letters, digits, '-' or '_', not '${v}'`);
-    }
-  }
+  const urls = natsUrls(natsText.split(",").map((u) => u.trim()));
+  const name = clusterName("--cluster", str("cluster", "STOCKD_CLUSTER")?.text ?? "stockd");
+  const node = clusterName(
+    "--node",
+    str("node", "STOCKD_NODE")?.text ?? hostname().replace(/[^A-Za-z0-9_-]/g, "-"),
+  );
   const lease = str("lease", "STOCKD_LEASE");
   let leaseMs = 3_000;
   if (lease !== undefined) {

@@ -13,6 +13,8 @@ export const positionKey = {
   coordinator: "pos:coordinator",
 } as const;
 
+/** A place in the stream: a message's stream sequence number and, for a
+ * partition's journal, the last journal seq in it (0 for other subjects). */
 export interface PartitionPosition {
   streamSeq: number;
   journalSeq: number;

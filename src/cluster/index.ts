@@ -10,6 +10,7 @@ export {
   clusterNames,
   gatewayLeaseKey,
   Header,
+  namePattern,
   nodeReportKey,
   partitionLeaseKey,
 } from "./names.ts";

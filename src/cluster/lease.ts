@@ -14,7 +14,6 @@ export interface LeaseValue {
 
 interface Observed {
   revision: number;
-  value: LeaseValue | null;
   /** This node's monotonic time when it first saw this revision. */
   seenAtMs: number;
 }
@@ -95,7 +94,7 @@ export class Leases {
       const value = e !== null && e.operation === "PUT" ? e.json<LeaseValue>() : null;
       const before = this.observed.get(key);
       if (before === undefined || before.revision !== revision) {
-        this.observed.set(key, { revision, value, seenAtMs: t });
+        this.observed.set(key, { revision, seenAtMs: t });
       }
       const seen = this.observed.get(key)!;
       const expired = value === null || t - seen.seenAtMs >= this.o.leaseMs;
@@ -121,7 +120,7 @@ export class Leases {
               ? await this.o.link.kv.create(key, value)
               : await this.o.link.kv.update(key, value, seen.revision);
           taken.set(key, revision);
-          this.observed.set(key, { revision, value: null, seenAtMs: now() });
+          this.observed.set(key, { revision, seenAtMs: now() });
         }),
       );
     } catch (err) {
@@ -179,7 +178,7 @@ export class Leases {
     this.validUntilMs = 0;
   }
 
-  /** The epoch a partition had when this node took it over. */
+  /** What this node writes into each lease it takes or renews. */
   private value(): string {
     return JSON.stringify({ ...this.o.self, renewTimeMs: Date.now() } satisfies LeaseValue);
   }

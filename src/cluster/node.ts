@@ -16,7 +16,7 @@ import { Follower, positionKey } from "./follower.ts";
 import { Leases, type LeaseValue } from "./lease.ts";
 import { followRetryMsMax, leaseMsDefault, snapshotCheckMs, streamStallMsMin } from "./limits.ts";
 import { Header, nodeReportKey } from "./names.ts";
-import { FencedError, type Position, Publisher } from "./publisher.ts";
+import { type Position, Publisher } from "./publisher.ts";
 import { reconcile } from "./reconcile.ts";
 import { type PublishedSnapshots, publishSnapshots } from "./snapshots.ts";
 
@@ -615,5 +615,3 @@ function clusterMetrics(registry: Registry) {
     }),
   };
 }
-
-export { FencedError };

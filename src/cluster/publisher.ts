@@ -2,6 +2,7 @@ import { headers as natsHeaders } from "nats";
 import type { PublishItem } from "../host/index.ts";
 import { type RecordWrite, UnavailableError } from "../persistence/index.ts";
 import type { ClusterLink } from "./connection.ts";
+import type { PartitionPosition } from "./follower.ts";
 import { publishAttemptMax, publishRetryMs } from "./limits.ts";
 import { Header } from "./names.ts";
 
@@ -12,12 +13,7 @@ export class FencedError extends UnavailableError {
 }
 
 /** Where a subject's last message is, as the leader knows it. */
-export interface Position {
-  /** Stream sequence number of the subject's last message. */
-  streamSeq: number;
-  /** For a partition: the last journal sequence number in it. */
-  journalSeq: number;
-}
+export type Position = PartitionPosition;
 
 export interface PublisherOptions {
   link: ClusterLink;
@@ -93,11 +89,6 @@ export class Publisher {
     store: (writes: { key: string; value: unknown }[], streamSeq: number) => Promise<void>,
   ): Promise<void> {
     return this.queue(this.o.link.names.coordinator, store as StoreFn).add(writes);
-  }
-
-  /** The leader's positions, for its hints and its snapshots. */
-  position(subject: string): Position | undefined {
-    return this.o.positions.get(subject);
   }
 
   private queue(subject: string, store: StoreFn): RecordQueue {

@@ -16,12 +16,8 @@ import { type PartitionPosition, positionKey } from "./follower.ts";
 // fell behind what the stream keeps) starts from them. Each object says
 // which stream position it covers; the leader purges the stream below it.
 
-export interface SnapshotInfo {
-  /** Stream sequence number of the last message the snapshot includes. */
-  streamSeq: number;
-  /** For a partition: its journal seq at the snapshot. */
-  journalSeq: number;
-}
+/** What a snapshot covers: the stream position of the last message in it. */
+export type SnapshotInfo = PartitionPosition;
 
 const objectName = {
   partition: (p: number) => `p.${p}`,

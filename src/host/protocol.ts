@@ -1,3 +1,4 @@
+import type { FramedBatch } from "../persistence/index.ts";
 import type { Answers, Flat } from "./transport.ts";
 
 // Messages between the engine (main thread) and its worker threads.
@@ -63,14 +64,9 @@ export interface WorkerConfig {
   replicated: boolean;
 }
 
-/** A framed journal batch on its way to be replicated. */
-export interface PublishItem {
-  partition: number;
-  firstSeq: number;
-  lastSeq: number;
-  epoch: number;
-  bytes: Uint8Array;
-}
+/** A framed journal batch on its way to be replicated (its Buffer arrives
+ * from a worker as a plain Uint8Array). */
+export type PublishItem = Omit<FramedBatch, "bytes"> & { bytes: Uint8Array };
 
 /** Main thread to worker. Commands of one event-loop turn travel together. */
 export type ToWorker =

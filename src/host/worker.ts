@@ -1,13 +1,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { CorruptionError, type FramedBatch } from "../persistence/index.ts";
 import { bootHost } from "./boot.ts";
-import type {
-  FromWorker,
-  PublishItem,
-  SerializedError,
-  ToWorker,
-  WorkerConfig,
-} from "./protocol.ts";
+import type { FromWorker, SerializedError, ToWorker, WorkerConfig } from "./protocol.ts";
 
 // A worker thread: hosts a set of partitions, takes command batches from the
 // main thread, answers in batches once durable, and runs the expiry pulse.
@@ -36,10 +30,9 @@ const publishing = new Map<number, { resolve: () => void; reject: (e: Error) => 
 let publishId = 0;
 function replicate(batches: FramedBatch[]): Promise<void> {
   const id = ++publishId;
-  const items: PublishItem[] = batches.map((b) => ({ ...b, bytes: b.bytes }));
   return new Promise<void>((resolve, reject) => {
     publishing.set(id, { resolve, reject });
-    post({ t: "publish", id, items });
+    post({ t: "publish", id, items: batches });
   });
 }
 port.on("message", (msg: ToWorker) => {
