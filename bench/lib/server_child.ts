@@ -182,9 +182,18 @@ export interface StockdOptions {
 /** `node bin/stockd.js serve` on a fresh temporary data directory, both
  * transports on free ports of the loopback address; started once it logged
  * "ready" (it listens, and answers "not ready", while it recovers). */
+/** STOCKD_BENCH_NODE_ARGS: extra Node flags for the stockd child, such as
+ * `--cpu-prof --cpu-prof-dir=DIR` to profile the server under a benchmark's
+ * load (Node refuses them in NODE_OPTIONS). */
+function serverNodeArgs(): string[] {
+  const value = process.env.STOCKD_BENCH_NODE_ARGS ?? "";
+  return value.split(" ").filter((arg) => arg !== "");
+}
+
 export async function startStockd(o: StockdOptions): Promise<ServerChild> {
   const dataDir = await mkdtemp(join(tmpdir(), "stockd-bench-gateway-"));
   const args = [
+    ...serverNodeArgs(),
     "bin/stockd.js",
     "serve",
     "--data",

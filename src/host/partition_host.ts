@@ -1,7 +1,6 @@
 import {
   digestPartition,
   ErrorCode,
-  type Event,
   fail,
   limits,
   type Partition,
@@ -9,10 +8,9 @@ import {
   partitionOfHold,
 } from "../engine/index.ts";
 import {
-  type Batch,
+  BatchEncoder,
   decodeBatch,
   type FramedBatch,
-  framed,
   type Store,
   unframe,
 } from "../persistence/index.ts";
@@ -52,8 +50,9 @@ export interface HostOptions {
  */
 export class PartitionHost {
   readonly partitions = new Map<number, Partition>();
-  /** Events waiting for the next transaction, per partition. */
-  private pendingEvents = new Map<number, Event[]>();
+  /** Events waiting for the next transaction, per partition, encoded as
+   * they are emitted (see BatchEncoder). */
+  private readonly pendingEvents = new Map<number, BatchEncoder>();
   private pendingEventCount = 0;
   /** Answers (flat-encoded) waiting for the next transaction to be durable. */
   private pendingCount = 0;
@@ -135,7 +134,10 @@ export class PartitionHost {
     epochs: number[],
     replicate: (batches: FramedBatch[]) => Promise<void>,
   ): Promise<number> {
+    if (this.pendingEventCount !== 0) throw new Error("promote: a follower has events to journal");
     this.options = { ...this.options, follower: false, epochs, replicate };
+    // Replicated batches have their own size bound (see collectFrom).
+    this.pendingEvents.clear();
     const before = this.stats.expired;
     for (;;) {
       const round = this.stats.expired;
@@ -265,9 +267,17 @@ export class PartitionHost {
 
   private collectFrom(p: Partition): void {
     const events = p.takeOutbox();
-    const pending = this.pendingEvents.get(p.id);
-    if (pending === undefined) this.pendingEvents.set(p.id, events);
-    else for (const e of events) pending.push(e);
+    let pending = this.pendingEvents.get(p.id);
+    if (pending === undefined) {
+      // A replicated batch is one message: keep it well under NATS's payload limit.
+      const countMax =
+        this.options.replicate === undefined
+          ? limits.journalBatchEventCountMax
+          : limits.replicatedBatchEventCountMax;
+      pending = new BatchEncoder(p.id, countMax);
+      this.pendingEvents.set(p.id, pending);
+    }
+    for (const e of events) pending.add(e);
     this.pendingEventCount += events.length;
   }
 
@@ -281,14 +291,13 @@ export class PartitionHost {
       this.pendingResults = newAnswers();
       return;
     }
-    const batches = this.takeBatches();
+    const eventCount = this.pendingEventCount;
+    const records = this.takeBatches();
     const count = this.pendingCount;
     const results = this.pendingResults;
     this.pendingCount = 0;
     this.pendingResults = newAnswers();
-    const eventCount = batches.reduce((n, b) => n + b.events.length, 0);
     const started = performance.now();
-    const records = batches.map(framed);
     const replicate = this.options.replicate;
     const written =
       replicate === undefined
@@ -309,26 +318,12 @@ export class PartitionHost {
     );
   }
 
-  private takeBatches(): Batch[] {
-    const batches: Batch[] = [];
-    // A replicated batch is one message: keep it well under NATS's payload limit.
-    const countMax =
-      this.options.replicate === undefined
-        ? limits.journalBatchEventCountMax
-        : limits.replicatedBatchEventCountMax;
-    for (const [partition, events] of this.pendingEvents) {
-      for (let i = 0; i < events.length; i += countMax) {
-        const slice = events.slice(i, i + countMax);
-        batches.push({
-          partition,
-          firstSeq: slice[0]!.seq,
-          lastSeq: slice[slice.length - 1]!.seq,
-          epoch: this.options.epochs[partition] ?? 0,
-          events: slice,
-        });
-      }
+  private takeBatches(): FramedBatch[] {
+    const batches: FramedBatch[] = [];
+    for (const [partition, pending] of this.pendingEvents) {
+      if (pending.count === 0) continue;
+      for (const b of pending.finish(this.options.epochs[partition] ?? 0)) batches.push(b);
     }
-    this.pendingEvents = new Map();
     this.pendingEventCount = 0;
     return batches;
   }

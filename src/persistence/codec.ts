@@ -134,6 +134,97 @@ export function encodeBatch(b: Batch): Uint8Array {
   return w.finish();
 }
 
+/** A journal batch as stored and as replicated: framed (checksummed) bytes,
+ * byte for byte `frame(encodeBatch(batch))`. */
+export interface FramedBatch {
+  partition: number;
+  firstSeq: number;
+  lastSeq: number;
+  epoch: number;
+  bytes: Buffer;
+}
+
+/**
+ * Encodes one partition's events as they are emitted, into batches of at
+ * most `countMax` events, instead of keeping the event objects until the
+ * transaction that stores them: under load thousands of events wait for a
+ * journal sync, and as objects they would survive young-generation
+ * collections and be copied (measured: most of the collector's time on the
+ * reserve path). The bytes equal `encodeBatch` of the same events.
+ */
+export class BatchEncoder {
+  private readonly chunks: { firstSeq: number; lastSeq: number; count: number; w: Writer }[] = [];
+  private spare: Writer | null = null;
+  private countValue = 0;
+
+  constructor(
+    readonly partition: number,
+    private readonly countMax: number,
+  ) {
+    if (!(Number.isInteger(countMax) && countMax > 0)) {
+      throw new Error(`BatchEncoder: countMax must be a positive integer, got ${countMax}`);
+    }
+  }
+
+  /** Events added since the last `finish`. */
+  get count(): number {
+    return this.countValue;
+  }
+
+  add(e: Event): void {
+    let c = this.chunks[this.chunks.length - 1];
+    if (c !== undefined && e.seq !== c.lastSeq + 1) {
+      throw new Error(
+        `partition ${this.partition}: event ${e.seq} does not follow ${c.lastSeq} in its batch`,
+      );
+    }
+    if (c === undefined || c.count === this.countMax) {
+      const w = this.spare ?? new Writer(1 << 14);
+      this.spare = null;
+      w.reset();
+      c = { firstSeq: e.seq, lastSeq: e.seq, count: 0, w };
+      this.chunks.push(c);
+    }
+    const m = c.w.beginLd(5);
+    writeEvent(c.w, e);
+    c.w.endLd(m);
+    c.lastSeq = e.seq;
+    c.count++;
+    this.countValue++;
+  }
+
+  /** The framed batches of every event added, in order; starts afresh. */
+  finish(epoch: number): FramedBatch[] {
+    const out: FramedBatch[] = [];
+    const head = sharedWriter;
+    for (const c of this.chunks) {
+      head.reset();
+      head.uintField(1, this.partition);
+      head.uintField(2, c.firstSeq);
+      head.uintField(3, c.lastSeq);
+      head.uintField(4, epoch);
+      const bytes = Buffer.allocUnsafe(frameHeaderBytes + head.pos + c.w.pos);
+      bytes[0] = recordFormat;
+      bytes.set(head.buf.subarray(0, head.pos), frameHeaderBytes);
+      bytes.set(c.w.buf.subarray(0, c.w.pos), frameHeaderBytes + head.pos);
+      bytes.writeUInt32LE(crc32(bytes.subarray(frameHeaderBytes)), 1);
+      out.push({
+        partition: this.partition,
+        firstSeq: c.firstSeq,
+        lastSeq: c.lastSeq,
+        epoch,
+        bytes,
+      });
+    }
+    // One writer is kept for the next batch, unless a burst grew it large.
+    const first = this.chunks[0];
+    if (first !== undefined && first.w.buf.length <= 1 << 20) this.spare = first.w;
+    this.chunks.length = 0;
+    this.countValue = 0;
+    return out;
+  }
+}
+
 function readLine(r: Reader): Line {
   const outer = r.beginLd();
   let productId = "";

@@ -2,11 +2,13 @@
 
 export {
   type Batch,
+  BatchEncoder,
   ChecksumError,
   decodeBatch,
   decodeSnapshot,
   encodeBatch,
   encodeSnapshot,
+  type FramedBatch,
   frame,
   unframe,
 } from "./codec.ts";
@@ -22,7 +24,6 @@ export {
   CorruptionError,
   DataDirError,
   type Durability,
-  type FramedBatch,
   framed,
   type JournalRecord,
   Store,

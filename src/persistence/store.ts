@@ -2,7 +2,15 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type Database, open, type RootDatabase } from "lmdb";
 import { limits } from "../engine/index.ts";
-import { type Batch, ChecksumError, decodeBatch, encodeBatch, frame, unframe } from "./codec.ts";
+import {
+  type Batch,
+  ChecksumError,
+  decodeBatch,
+  encodeBatch,
+  type FramedBatch,
+  frame,
+  unframe,
+} from "./codec.ts";
 import { WireError } from "./wire.ts";
 
 /** `fsync`: a caller is answered after its journal transaction is synced to
@@ -57,15 +65,6 @@ export class UnavailableError extends Error {
 
 export class DataDirError extends Error {
   override name = "DataDirError";
-}
-
-/** A journal batch as stored and as replicated: framed (checksummed) bytes. */
-export interface FramedBatch {
-  partition: number;
-  firstSeq: number;
-  lastSeq: number;
-  epoch: number;
-  bytes: Buffer;
 }
 
 export function framed(b: Batch): FramedBatch {

@@ -29,6 +29,7 @@ import {
 import { checkBatch } from "../../src/persistence/codec.ts";
 import {
   type Batch,
+  BatchEncoder,
   ChecksumError,
   decodeBatch,
   decodeSnapshot,
@@ -384,6 +385,56 @@ describe("journal batch codec against protobuf-es", () => {
       }),
       { numRuns: 400 },
     );
+  });
+
+  it("BatchEncoder: the batches it frames as events arrive equal frame(encodeBatch) of the same events, split at countMax", () => {
+    fc.assert(
+      fc.property(
+        anyBatch,
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 3 }),
+        (b, countMax, rounds) => {
+          const encoder = new BatchEncoder(b.partition, countMax);
+          // Several rounds through one encoder: it starts afresh each time.
+          for (let r = 0; r < rounds; r++) {
+            const shifted = b.events.map((e) => ({ ...e, seq: e.seq + r * b.events.length }));
+            for (const e of shifted) encoder.add(e);
+            expect(encoder.count).toBe(shifted.length);
+            const out = encoder.finish(b.epoch);
+            expect(encoder.count).toBe(0);
+            const expected: Batch[] = [];
+            for (let i = 0; i < shifted.length; i += countMax) {
+              const events = shifted.slice(i, i + countMax);
+              expected.push({
+                partition: b.partition,
+                firstSeq: events[0]!.seq,
+                lastSeq: events[events.length - 1]!.seq,
+                epoch: b.epoch,
+                events,
+              });
+            }
+            expect(out.map((f) => [f.partition, f.firstSeq, f.lastSeq, f.epoch])).toEqual(
+              expected.map((e) => [e.partition, e.firstSeq, e.lastSeq, e.epoch]),
+            );
+            out.forEach((f, i) => {
+              expect(hex(f.bytes)).toBe(hex(frame(encodeBatch(expected[i]!))));
+              expect(decodeBatch(unframe(f.bytes))).toEqual(expected[i]);
+            });
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("BatchEncoder refuses an event that does not follow the one before, and a bad bound", () => {
+    const encoder = new BatchEncoder(3, 10);
+    encoder.add({ type: EventType.HoldConfirmed, seq: 7, timeMs: 1, holdId: 1027 });
+    expect(() =>
+      encoder.add({ type: EventType.HoldConfirmed, seq: 9, timeMs: 1, holdId: 1027 }),
+    ).toThrow(/event 9 does not follow 7/);
+    expect(encoder.count).toBe(1);
+    expect(() => new BatchEncoder(3, 0)).toThrow(/countMax/);
   });
 
   it("round-trips batches over 16 KiB (length varints of 3 bytes)", () => {
