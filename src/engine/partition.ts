@@ -115,6 +115,37 @@ export interface RequestRecord {
   available: number;
 }
 
+/**
+ * What the partition keeps of a request id in memory. A request that placed
+ * a hold keeps a reference to that hold, whose lines and deadline are its
+ * first answer (the hold outlives its closing for as long as the record):
+ * no copy of the lines, ids or deadline per request. A refusal, or a held
+ * request restored from a snapshot after its hold ended, keeps its record.
+ */
+class Remembered {
+  constructor(
+    readonly requestId: string,
+    readonly timeMs: number,
+    readonly hold: Hold | null,
+    readonly record: RequestRecord | null,
+  ) {}
+
+  /** The record as snapshots and digests see it. */
+  toRecord(): RequestRecord {
+    const h = this.hold;
+    if (h === null) return this.record!;
+    return {
+      requestId: this.requestId,
+      timeMs: this.timeMs,
+      holdId: h.id,
+      expireTimeMs: h.expireTimeMs,
+      lines: h.lines(),
+      lineIndex: 0,
+      available: 0,
+    };
+  }
+}
+
 export interface PartitionConfig {
   partitionCount: number;
   holdDurationMs?: number;
@@ -144,8 +175,8 @@ export class Partition {
   private readonly closedHolds = new SeqTable();
   private readonly closedOrder = new NumberRing();
   private readonly closedTimes = new NumberRing();
-  readonly requests = new Map<string, RequestRecord>();
-  private readonly requestOrder = new Fifo<RequestRecord>();
+  private readonly requests = new Map<string, Remembered>();
+  private readonly requestOrder = new Fifo<Remembered>();
   readonly wheel: TimerWheel<Hold>;
   readonly partitionCount: number;
   readonly holdDurationMs: number;
@@ -732,15 +763,7 @@ export class Partition {
     this.holds.set(hold.seq, hold);
     this.wheel.schedule(hold);
     if (rememberRequest && event.requestId !== "") {
-      this.remember({
-        requestId: event.requestId,
-        timeMs: event.timeMs,
-        holdId: event.holdId,
-        expireTimeMs: event.expireTimeMs,
-        lines: event.lines,
-        lineIndex: 0,
-        available: 0,
-      });
+      this.keep(new Remembered(event.requestId, event.timeMs, hold, null));
     }
   }
 
@@ -759,14 +782,31 @@ export class Partition {
     this.closedTimes.push(timeMs);
   }
 
-  /** Restores a remembered request (snapshot load) or records a new one. */
+  /** Restores a remembered request (snapshot load; its hold, if still open,
+   * restored before) or records a refusal. */
   remember(record: RequestRecord): void {
-    const known = this.requests.get(record.requestId);
-    if (known !== undefined && known.timeMs > record.timeMs - this.idempotencyWindowMs) {
-      throw new Error(`partition ${this.id}: request ${record.requestId} answered twice`);
+    if (record.holdId !== 0) {
+      const open = this.holds.get(this.keyOf(record.holdId));
+      if (open !== undefined) {
+        if (open.expireTimeMs !== record.expireTimeMs || !sameLines(open.lines(), record.lines)) {
+          throw new Error(
+            `partition ${this.id}: request ${record.requestId} disagrees with hold ${record.holdId}`,
+          );
+        }
+        this.keep(new Remembered(record.requestId, record.timeMs, open, null));
+        return;
+      }
     }
-    this.requests.set(record.requestId, record);
-    this.requestOrder.push(record);
+    this.keep(new Remembered(record.requestId, record.timeMs, null, record));
+  }
+
+  private keep(r: Remembered): void {
+    const known = this.requests.get(r.requestId);
+    if (known !== undefined && known.timeMs > r.timeMs - this.idempotencyWindowMs) {
+      throw new Error(`partition ${this.id}: request ${r.requestId} answered twice`);
+    }
+    this.requests.set(r.requestId, r);
+    this.requestOrder.push(r);
     while (this.requestOrder.length > requestCountMax) this.dropOldestRequest();
   }
 
@@ -823,7 +863,12 @@ export class Partition {
 
   /** The remembered requests, oldest first (snapshots). */
   requestsInOrder(): RequestRecord[] {
-    return this.requestOrder.toArray();
+    return this.requestOrder.toArray().map((r) => r.toRecord());
+  }
+
+  /** Request ids remembered now. */
+  get requestCount(): number {
+    return this.requests.size;
   }
 
   /** The ended holds, oldest first (snapshots). */
@@ -902,7 +947,8 @@ function outcomeOf(reason: ReleaseReason): HoldOutcome {
   throw new Error(`unknown release reason ${reason}`);
 }
 
-function answerOf(known: RequestRecord, lines: Line[]): ReserveResult {
+function answerOf(remembered: Remembered, lines: Line[]): ReserveResult {
+  const known = remembered.toRecord();
   if (!sameLines(known.lines, lines)) {
     return fail(
       ErrorCode.RequestIdReused,
