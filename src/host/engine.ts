@@ -509,6 +509,9 @@ export class Engine {
       sum.commits += s.commits;
       sum.eventsJournaled += s.eventsJournaled;
       sum.commitMsTotal += s.commitMsTotal;
+      s.commitMsCounts.forEach((n, i) => {
+        sum.commitMsCounts[i]! += n;
+      });
       sum.expired += s.expired;
       sum.holds += s.holds;
       sum.positions += s.positions;

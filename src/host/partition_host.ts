@@ -14,7 +14,7 @@ import {
   type Store,
   unframe,
 } from "../persistence/index.ts";
-import { emptyStats, Op, type Op as OpCode, type Stats } from "./protocol.ts";
+import { countCommit, emptyStats, Op, type Op as OpCode, type Stats } from "./protocol.ts";
 import {
   type Answers,
   type AnswerWriter,
@@ -307,7 +307,9 @@ export class PartitionHost {
       () => {
         this.stats.commits++;
         this.stats.eventsJournaled += eventCount;
-        this.stats.commitMsTotal += performance.now() - started;
+        const ms = performance.now() - started;
+        this.stats.commitMsTotal += ms;
+        countCommit(this.stats, ms);
         if (eventCount > this.stats.commitBatchEventsMax)
           this.stats.commitBatchEventsMax = eventCount;
         this.inFlight = null;

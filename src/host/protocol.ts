@@ -25,12 +25,19 @@ export const Op = {
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 
+/** Upper bounds (ms) of the journal commit-time histogram's buckets; the
+ * last count is of commits above them all. A commit's time is what its
+ * callers wait: the transaction, its sync and, replicated, its publishes. */
+export const commitMsBounds = [0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000] as const;
+
 export interface Stats {
   commands: number;
   commits: number;
   eventsJournaled: number;
   commitBatchEventsMax: number;
   commitMsTotal: number;
+  /** Commits per bucket of `commitMsBounds` (not cumulative), and above. */
+  commitMsCounts: number[];
   expired: number;
 }
 
@@ -41,8 +48,16 @@ export function emptyStats(): Stats {
     eventsJournaled: 0,
     commitBatchEventsMax: 0,
     commitMsTotal: 0,
+    commitMsCounts: new Array<number>(commitMsBounds.length + 1).fill(0),
     expired: 0,
   };
+}
+
+/** Counts one commit of `ms` into its bucket. */
+export function countCommit(stats: Stats, ms: number): void {
+  let i = 0;
+  while (i < commitMsBounds.length && ms > commitMsBounds[i]!) i++;
+  stats.commitMsCounts[i]!++;
 }
 
 export interface WorkerConfig {

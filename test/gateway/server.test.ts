@@ -104,6 +104,24 @@ describe("server", () => {
     );
     expect(text).toMatch(/stockd_journal_commits_total [1-9]/);
     expect(text).toMatch(/stockd_journal_commit_seconds_total /);
+    // The commit-time histogram: cumulative buckets, +Inf = _count = commits.
+    expect(text).toMatch(/# TYPE stockd_journal_commit_duration_seconds histogram/);
+    const buckets = [
+      ...text.matchAll(/stockd_journal_commit_duration_seconds_bucket\{le="([^"]+)"\} (\d+)/g),
+    ].map((m) => [m[1], Number(m[2])] as const);
+    expect(buckets.map(([le]) => le)).toEqual([
+      ...["0.0005", "0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.25", "0.5", "1"],
+      "+Inf",
+    ]);
+    for (let i = 1; i < buckets.length; i++) {
+      expect(buckets[i]![1]).toBeGreaterThanOrEqual(buckets[i - 1]![1]);
+    }
+    const commits = Number(/stockd_journal_commits_total (\d+)/.exec(text)?.[1]);
+    const count = Number(/stockd_journal_commit_duration_seconds_count (\d+)/.exec(text)?.[1]);
+    expect(commits).toBeGreaterThan(0);
+    expect(count).toBe(commits);
+    expect(buckets.at(-1)![1]).toBe(commits);
+    expect(text).toMatch(/stockd_journal_commit_duration_seconds_sum \d/);
     expect(text).toMatch(/stockd_worker_queue_depth\{worker="0"\} 0/);
     expect(text).toMatch(/stockd_worker_queue_depth\{worker="1"\} 0/);
     expect(text).toMatch(/stockd_expired_holds_total 0/);
