@@ -80,6 +80,12 @@ export const commitEarlyEventCount = 512;
 /** Events per journal batch. Bounds one LMDB value and one transaction. */
 export const journalBatchEventCountMax = 65_536;
 
+/** Bytes of encoding buffer a partition keeps between journal batches
+ * (BatchEncoder): a batch of a few thousand events fits, so a steady load
+ * allocates none; a larger burst's buffer is dropped after its batch, so 64
+ * partitions keep at most 16 MiB per worker. */
+export const journalEncoderKeptBytesMax = 256 * 1024;
+
 /** Events per replicated journal batch: one batch is one JetStream message,
  * and NATS refuses a payload over 1 MiB by default; a reserve event is under
  * 100 bytes encoded, so 4,096 of them stay under half of it. */

@@ -6,6 +6,7 @@ import {
   HoldFlag,
   type HoldOutcome,
   type Line,
+  limits,
   Partition,
   type PartitionConfig,
   type ReleaseReason,
@@ -218,7 +219,9 @@ export class BatchEncoder {
     }
     // One writer is kept for the next batch, unless a burst grew it large.
     const first = this.chunks[0];
-    if (first !== undefined && first.w.buf.length <= 1 << 20) this.spare = first.w;
+    if (first !== undefined && first.w.buf.length <= limits.journalEncoderKeptBytesMax) {
+      this.spare = first.w;
+    }
     this.chunks.length = 0;
     this.countValue = 0;
     return out;
