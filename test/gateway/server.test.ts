@@ -125,6 +125,10 @@ describe("server", () => {
     expect(text).toMatch(/stockd_worker_queue_depth\{worker="0"\} 0/);
     expect(text).toMatch(/stockd_worker_queue_depth\{worker="1"\} 0/);
     expect(text).toMatch(/stockd_expired_holds_total 0/);
+    // The process's own: CPU, event-loop lag, garbage collection.
+    expect(text).toMatch(/process_cpu_seconds_total \d/);
+    expect(text).toMatch(/nodejs_eventloop_lag_p99_seconds \d/);
+    expect(text).toMatch(/# TYPE nodejs_gc_duration_seconds histogram/);
   });
 
   it("serves gRPC reflection, so grpcurl needs no proto files", async () => {
