@@ -1244,6 +1244,40 @@ describe("snapshot codec", () => {
     expect(again.ok && again.reservation).toMatchObject({ holdId: open, replayed: true });
   });
 
+  it("refuses a snapshot whose remembered request disagrees with the open hold it placed", () => {
+    const config: PartitionConfig = { partitionCount: snapshotPartitionCount };
+    const p = new Partition(snapshotPartitionId, config);
+    runOps(
+      p,
+      [
+        { k: "receive", product: 0, warehouse: 0, quantity: 50 },
+        {
+          k: "reserve",
+          product: 0,
+          lines: [{ warehouse: 0, quantity: 3 }],
+          requestId: "k1",
+          holdDurationMs: null,
+        },
+      ],
+      1000,
+      false,
+    );
+    const good = fromBinary(PartitionSnapshotSchema, encodeSnapshot(p));
+    expect(good.requests).toHaveLength(1);
+    expect(good.holds).toHaveLength(1);
+    expect(() => decodeSnapshot(toBinary(PartitionSnapshotSchema, good), config)).not.toThrow();
+    const laterDeadline = structuredClone(good);
+    laterDeadline.requests[0]!.expireTimeMs += 1n;
+    expect(() => decodeSnapshot(toBinary(PartitionSnapshotSchema, laterDeadline), config)).toThrow(
+      /request k1 disagrees with hold/,
+    );
+    const otherQuantity = structuredClone(good);
+    otherQuantity.requests[0]!.lines[0]!.quantity = 4;
+    expect(() => decodeSnapshot(toBinary(PartitionSnapshotSchema, otherQuantity), config)).toThrow(
+      /request k1 disagrees with hold/,
+    );
+  });
+
   it("refuses a snapshot of another partition count", () => {
     const p = new Partition(snapshotPartitionId, { partitionCount: snapshotPartitionCount });
     runOps(p, [{ k: "receive", product: 0, warehouse: 0, quantity: 5 }], 1000, false);
