@@ -42,6 +42,7 @@ import {
   startStockd,
   writeResults,
 } from "./lib/server_child.ts";
+import { atMostText, type ServerView, scrape, serverView } from "./lib/server_view.ts";
 import {
   compareWithEcho,
   type EchoComparison,
@@ -665,6 +666,8 @@ interface Run {
   counts: { ok: number; conflict: number; overload: number; otherClient: number; server: number };
   /** Per answer (of any status) and in cores. */
   cpu: CpuFigures;
+  /** stockd's /metrics over the measured window (null: the echo, or no answer). */
+  view: ServerView | null;
 }
 
 function workloadOf(name: ScenarioName, seed: GatewaySeed, tokens: Tokens): HttpWorkload {
@@ -714,11 +717,28 @@ async function runOne(
     workload,
   };
   const meter = cpuMeter(server);
-  const onPhase = (mark: PhaseMark) => (mark === "measure" ? meter.start() : meter.stop());
+  const url = options.url;
+  let atStart: ReturnType<typeof scrape> = Promise.resolve(null);
+  let atEnd: ReturnType<typeof scrape> = Promise.resolve(null);
+  const onPhase = (mark: PhaseMark) => {
+    if (mark === "measure") {
+      meter.start();
+      if (!isEcho) atStart = scrape(url);
+    } else {
+      meter.stop();
+      if (!isEcho) atEnd = scrape(url);
+    }
+  };
   const load =
     s.loadgen === "worker"
       ? await runHttpLoadInWorker(options, onPhase)
       : await runLoad(options, onPhase);
+  const view = serverView(
+    await atStart,
+    await atEnd,
+    "http",
+    scenario === "flow" ? "Checkout" : "Reserve",
+  );
   const perS = (n: number) => (load.elapsedMs <= 0 ? 0 : round((n * 1000) / load.elapsedMs));
   const counts = countsOf(load.byStatus);
   return {
@@ -732,6 +752,7 @@ async function runOne(
     flowsPerS: perS(load.flows),
     counts,
     cpu: cpuFigures(meter.spent(), load.answers, load.elapsedMs),
+    view,
   };
 }
 
@@ -801,6 +822,7 @@ function printRuns(runs: Run[]): void {
   );
   for (const r of runs)
     for (const n of cpuNotes(`${r.scenario} / ${r.server}`, r.cpu)) console.log(`note: ${n}`);
+  printServerViews(runs);
   console.log("\nAnswers in the measured run, by step and status:");
   for (const r of runs) {
     const parts = Object.entries(r.load.byStatus)
@@ -810,6 +832,52 @@ function printRuns(runs: Run[]): void {
     for (const [k, body] of Object.entries(r.load.errorSamples))
       console.log(`    first ${k}: ${body}`);
   }
+}
+
+/** stockd's own figures beside the load generator's p99. */
+function printServerViews(runs: Run[]): void {
+  const viewed = runs.filter((r) => r.view !== null);
+  if (viewed.length === 0) return;
+  const pct = (x: number | null) => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
+  const num = (x: number | null) => (x === null ? "-" : x.toFixed(2));
+  console.log("\nstockd's view of the same windows (its /metrics at their start and end):");
+  console.log(
+    table(
+      [
+        "scenario",
+        "loadgen p99 ms",
+        "server p99",
+        "server > 10 ms",
+        "commits",
+        "commit mean ms",
+        "commit p99",
+        "commits > 10 ms",
+        "main thread late p99 / max ms",
+        "worker late p99 / max ms",
+      ],
+      viewed.map((r) => {
+        const v = r.view!;
+        return [
+          r.scenario,
+          ms(r.load.okLatency.p99Ms),
+          atMostText(v.requestP99MsAtMost),
+          pct(v.requestsOver10msShare),
+          grouped(v.commits),
+          num(v.commitMeanMs),
+          atMostText(v.commitP99MsAtMost),
+          pct(v.commitsOver10msShare),
+          `${num(v.eventLoopLagP99Ms)} / ${num(v.eventLoopLagMaxMs)}`,
+          `${num(v.workerLagP99Ms)} / ${num(v.workerLagMaxMs)}`,
+        ];
+      }),
+    ),
+  );
+  console.log(
+    "(server: stockd_request_duration_seconds of Reserve (flow: Checkout), from its arrival to its answer;\n" +
+      " commit: stockd_journal_commit_duration_seconds; p99 as the bound of the histogram bucket that holds it;\n" +
+      " main thread late: its event loop's samples beyond their interval, nodejs_eventloop_lag_*;\n" +
+      " worker: the same for the worst worker thread over its last 10 s window, stockd_worker_event_loop_lag_*)",
+  );
 }
 
 type Comparison = EchoComparison<ScenarioName>;

@@ -44,6 +44,8 @@ export interface ServerOptions {
   jwtSecret?: string;
   logger?: Logger;
   queueCountMax?: number;
+  /** The window of the workers' event-loop lag figures (default 10 s). */
+  loopLagWindowMs?: number;
   /** Recovery waits for this first (tests: to see /readyz before ready). */
   startGate?: Promise<void>;
   /** Told when the engine has recovered, before the gateway's records. */
@@ -173,6 +175,7 @@ export class Server {
         workerCount: options.workerCount,
         holdDurationMs: options.holdDurationMs,
         queueCountMax: options.queueCountMax,
+        loopLagWindowMs: options.loopLagWindowMs,
         epochs: leader?.epochs,
         replicate: leader?.replicate,
       }),

@@ -1,9 +1,14 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { commitMsBounds, type Engine } from "../host/index.ts";
+import { commitMsBounds, type Engine, type LoopLag } from "../host/index.ts";
 
 // Prometheus metrics, served at GET /metrics. Request metrics are observed
 // on the hot path through label-bound children; engine figures are read
 // from the workers when scraped.
+
+/** How often the event-loop lag is sampled (prom-client's precision): the
+ * nodejs_eventloop_lag_* figures are intervals between samples, so they
+ * include it; the lag is what exceeds it. */
+export const eventLoopSamplingMs = 10;
 
 export class Metrics {
   readonly registry = new Registry();
@@ -17,7 +22,10 @@ export class Metrics {
     // The process's own figures (CPU, memory, event-loop lag, garbage
     // collection pauses): where a request's tail latency goes when the
     // journal's commits are fast.
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    collectDefaultMetrics({
+      register: this.registry,
+      eventLoopMonitoringPrecision: eventLoopSamplingMs,
+    });
     this.requests = new Counter({
       name: "stockd_requests_total",
       help: "Requests answered, by transport, method and result code",
@@ -120,6 +128,30 @@ export class Metrics {
     );
     engineGauge("stockd_open_holds", "Open holds", (s) => s.holds);
     engineGauge("stockd_positions", "SKU positions", (s) => s.positions);
+    const loopLagGauge = (name: string, help: string, pick: (l: LoopLag) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["worker"],
+        registers,
+        async collect() {
+          const st = await read();
+          if (st === null) return;
+          st.loopLags.forEach((l, w) => {
+            if (l !== null) this.set({ worker: String(w) }, pick(l) / 1000);
+          });
+        },
+      });
+    loopLagGauge(
+      "stockd_worker_event_loop_lag_p99_seconds",
+      "How late a worker thread's event loop ran, 99th percentile over its last 10 s window",
+      (l) => l.p99Ms,
+    );
+    loopLagGauge(
+      "stockd_worker_event_loop_lag_max_seconds",
+      "How late a worker thread's event loop ran at most, over its last 10 s window",
+      (l) => l.maxMs,
+    );
     new Gauge({
       name: "stockd_worker_queue_depth",
       help: "Commands sent to a worker and not yet answered",

@@ -44,6 +44,7 @@ import type { PartitionHost } from "./partition_host.ts";
 import {
   emptyStats,
   type FromWorker,
+  type LoopLag,
   Op,
   type PublishItem,
   type RecoveryReport,
@@ -100,6 +101,9 @@ export interface EngineOptions {
   replicate?: (items: PublishItem[]) => Promise<void>;
   /** Replicates the coordinator's records (given the coordinator's store). */
   coordinatorReplica?: (store: Store) => CoordinatorReplica;
+  /** The window over which workers report their event-loop lag
+   * (default 10 s; shorter in tests). */
+  loopLagWindowMs?: number;
 }
 
 export interface EngineStats extends Stats {
@@ -107,6 +111,8 @@ export interface EngineStats extends Stats {
   holds: number;
   positions: number;
   queueDepths: number[];
+  /** Per worker (null in-process, or before its first window ends). */
+  loopLags: (LoopLag | null)[];
 }
 
 /** A journal is damaged and start-up was refused. */
@@ -223,6 +229,9 @@ export class Engine {
         truncateDamagedTail: options.truncateDamagedTail ?? false,
         follower: options.follower ?? false,
         replicated: options.replicate !== undefined,
+        ...(options.loopLagWindowMs === undefined
+          ? {}
+          : { loopLagWindowMs: options.loopLagWindowMs }),
       });
     }
     const links: Link[] = [];
@@ -489,13 +498,23 @@ export class Engine {
 
   async stats(): Promise<EngineStats> {
     const answers = (await this.everyWorker(Op.Stats)) as (
-      | { ok: true; stats: EngineStats }
+      | {
+          ok: true;
+          stats: Stats & {
+            seqs: Record<number, number>;
+            holds: number;
+            positions: number;
+            loopLag?: LoopLag | null;
+          };
+        }
       | Failure
     )[];
-    const all: EngineStats[] = [];
+    const all: (Stats & { seqs: Record<number, number>; holds: number; positions: number })[] = [];
+    const loopLags: (LoopLag | null)[] = [];
     for (const r of answers) {
       if (!r.ok) throw failure(r);
       all.push(r.stats);
+      loopLags.push(r.stats.loopLag ?? null);
     }
     const sum: EngineStats = {
       ...emptyStats(),
@@ -503,6 +522,7 @@ export class Engine {
       holds: 0,
       positions: 0,
       queueDepths: [...this.depth],
+      loopLags,
     };
     for (const s of all) {
       sum.commands += s.commands;

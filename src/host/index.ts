@@ -2,4 +2,9 @@
 // one async engine API.
 export { Engine, type EngineOptions, type EngineStats, StartupError } from "./engine.ts";
 export { PartitionHost } from "./partition_host.ts";
-export { commitMsBounds, type PublishItem, type RecoveryReport } from "./protocol.ts";
+export {
+  commitMsBounds,
+  type LoopLag,
+  type PublishItem,
+  type RecoveryReport,
+} from "./protocol.ts";

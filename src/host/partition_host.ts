@@ -14,7 +14,14 @@ import {
   type Store,
   unframe,
 } from "../persistence/index.ts";
-import { countCommit, emptyStats, Op, type Op as OpCode, type Stats } from "./protocol.ts";
+import {
+  countCommit,
+  emptyStats,
+  type LoopLag,
+  Op,
+  type Op as OpCode,
+  type Stats,
+} from "./protocol.ts";
 import {
   type Answers,
   type AnswerWriter,
@@ -63,6 +70,9 @@ export class PartitionHost {
   private failed: Error | null = null;
   private closing = false;
   readonly stats: Stats = emptyStats();
+  /** The hosting worker's event-loop lag (null in-process: the main
+   * thread's is the process's own metric). */
+  loopLag: (() => LoopLag | null) | null = null;
 
   constructor(
     private readonly store: Store,
@@ -216,7 +226,8 @@ export class PartitionHost {
           holds += p.holds.size;
           positions += p.positions.size;
         }
-        return { ok: true, stats: { ...this.stats, seqs, holds, positions } };
+        const loopLag = this.loopLag?.() ?? null;
+        return { ok: true, stats: { ...this.stats, seqs, holds, positions, loopLag } };
       }
       case Op.Apply:
         return this.apply(a as { partition: number; bytes: Uint8Array });

@@ -30,6 +30,18 @@ export type Op = (typeof Op)[keyof typeof Op];
  * callers wait: the transaction, its sync and, replicated, its publishes. */
 export const commitMsBounds = [0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000] as const;
 
+/** How late a worker's event loop ran, over its last whole window. */
+export interface LoopLag {
+  p99Ms: number;
+  maxMs: number;
+}
+
+/** A worker samples its event loop this often, and keeps the figures of
+ * the last window of `loopLagWindowMs` (its own clock: what any caller of
+ * stats reads, however often it calls). */
+export const loopSamplingMs = 10;
+export const loopLagWindowMs = 10_000;
+
 export interface Stats {
   commands: number;
   commits: number;
@@ -77,6 +89,8 @@ export interface WorkerConfig {
   /** Journal batches are replicated (sent to the main thread to publish)
    * before their commands are answered. */
   replicated: boolean;
+  /** The window of the event-loop lag a worker reports (loopLagWindowMs). */
+  loopLagWindowMs?: number;
 }
 
 /** A framed journal batch on its way to be replicated (its Buffer arrives

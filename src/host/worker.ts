@@ -1,7 +1,16 @@
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parentPort, workerData } from "node:worker_threads";
 import { CorruptionError, type FramedBatch } from "../persistence/index.ts";
 import { bootHost } from "./boot.ts";
-import type { FromWorker, SerializedError, ToWorker, WorkerConfig } from "./protocol.ts";
+import {
+  type FromWorker,
+  type LoopLag,
+  loopLagWindowMs,
+  loopSamplingMs,
+  type SerializedError,
+  type ToWorker,
+  type WorkerConfig,
+} from "./protocol.ts";
 
 // A worker thread: hosts a set of partitions, takes command batches from the
 // main thread, answers in batches once durable, and runs the expiry pulse.
@@ -57,6 +66,17 @@ try {
     (err) => post({ t: "fatal", error: serialize(err) }),
     config.replicated ? replicate : undefined,
   );
+  // The event loop's lateness: samples are intervals, so the lag is what
+  // exceeds the sampling interval.
+  const loop = monitorEventLoopDelay({ resolution: loopSamplingMs });
+  loop.enable();
+  let lastLag: LoopLag | null = null;
+  const lagWindow = setInterval(() => {
+    const late = (ns: number) => Math.max(0, ns / 1e6 - loopSamplingMs);
+    lastLag = { p99Ms: late(loop.percentile(99)), maxMs: late(loop.max) };
+    loop.reset();
+  }, config.loopLagWindowMs ?? loopLagWindowMs);
+  host.loopLag = () => lastLag;
   let pulse = config.follower ? null : setInterval(() => host.pulse(), config.wheelTickMs);
   port.on("message", (msg: ToWorker) => {
     if (msg.t === "cmds") {
@@ -72,6 +92,8 @@ try {
     }
     if (msg.t !== "close") return;
     if (pulse !== null) clearInterval(pulse);
+    clearInterval(lagWindow);
+    loop.disable();
     void host
       .close()
       .then(() => store.close())

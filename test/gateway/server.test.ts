@@ -65,7 +65,8 @@ describe("server", () => {
   let product: string;
 
   beforeAll(async () => {
-    h = await startServer();
+    // Short windows of the workers' event-loop lag, so that the metrics test sees them.
+    h = await startServer({ loopLagWindowMs: 200 });
     const s = await seed(h, {
       warehouses: [{ name: "Pune", lat: "18.5204° N", long: "73.8567° E" }],
       products: [{ name: "Kettle", description: "Electric kettle, 1.5 litre" }],
@@ -91,6 +92,8 @@ describe("server", () => {
     await h.http.post("/v1/reservations", service, {
       lines: [{ productId: product, warehouseId: warehouse, quantity: 5000 }],
     });
+    // At least one of the workers' lag windows has ended.
+    await new Promise((resolve) => setTimeout(resolve, 250));
     const r = await h.http.get("/metrics");
     expect(r.status).toBe(200);
     const text = r.body as string;
@@ -125,6 +128,15 @@ describe("server", () => {
     expect(text).toMatch(/stockd_worker_queue_depth\{worker="0"\} 0/);
     expect(text).toMatch(/stockd_worker_queue_depth\{worker="1"\} 0/);
     expect(text).toMatch(/stockd_expired_holds_total 0/);
+    // Each worker's event-loop lag over its last window.
+    for (const w of ["0", "1"]) {
+      expect(text).toMatch(
+        new RegExp(`stockd_worker_event_loop_lag_p99_seconds\\{worker="${w}"\\} \\d`),
+      );
+      expect(text).toMatch(
+        new RegExp(`stockd_worker_event_loop_lag_max_seconds\\{worker="${w}"\\} \\d`),
+      );
+    }
     // The process's own: CPU, event-loop lag, garbage collection.
     expect(text).toMatch(/process_cpu_seconds_total \d/);
     expect(text).toMatch(/nodejs_eventloop_lag_p99_seconds \d/);
