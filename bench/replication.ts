@@ -57,13 +57,13 @@ import {
 } from "./lib/grpc_load.ts";
 import {
   type CpuWindow,
+  countersOf,
   dataRoot,
   killNode,
   multiCpuMeter,
   type Nats,
   type NodeCounters,
   type NodeSettings,
-  nodeCounters,
   openNats,
   type StockdNode,
   startNode,
@@ -83,6 +83,7 @@ import {
   otherCoresNoticeable,
   writeResults,
 } from "./lib/server_child.ts";
+import { atMostText, type ServerView, scrape, serverView } from "./lib/server_view.ts";
 import { grouped, round, type Target, table, target, verdictText } from "./lib/stats.ts";
 
 /** Targets, from the issue. */
@@ -273,6 +274,8 @@ interface Run {
   otherCores: number | null;
   /** The node's journal over the window, from its /metrics (null: not read). */
   journal: JournalFigures | null;
+  /** The node's own view of the window (bench/lib/server_view.ts). */
+  view: ServerView | null;
   /** Replicated: the follower's gauges during the measured window, and
    * its catching up after the load. */
   lag: LagFigures | null;
@@ -337,19 +340,25 @@ async function runOne(
   let loadEndMs = 0;
   let countersBefore: Promise<NodeCounters | null> = Promise.resolve(null);
   let countersAfter: Promise<NodeCounters | null> = Promise.resolve(null);
+  let viewAtStart: ReturnType<typeof scrape> = Promise.resolve(null);
+  let viewAtEnd: ReturnType<typeof scrape> = Promise.resolve(null);
   const countersAt = { before: 0, after: 0 };
   const onPhase = (mark: PhaseMark) => {
     if (mark === "measure") {
       meter.start();
       if (sampler !== null) sampler.measuring = true;
       countersAt.before = performance.now();
-      countersBefore = nodeCounters(t.node);
+      // One read of /metrics serves both: a scrape restarts the event-loop
+      // lag figures, so a second read at once would find them empty.
+      viewAtStart = scrape(t.node.httpUrl);
+      countersBefore = viewAtStart.then((v) => (v === null ? null : countersOf(v.text)));
     } else {
       meter.stop();
       loadEndMs = performance.now();
       if (sampler !== null) sampler.measuring = false;
       countersAt.after = performance.now();
-      countersAfter = nodeCounters(t.node);
+      viewAtEnd = scrape(t.node.httpUrl);
+      countersAfter = viewAtEnd.then((v) => (v === null ? null : countersOf(v.text)));
     }
   };
   const options: GrpcLoadOptions = {
@@ -376,6 +385,12 @@ async function runOne(
     await countersBefore,
     await countersAfter,
     countersAt.after - countersAt.before,
+  );
+  const view = serverView(
+    await viewAtStart,
+    await viewAtEnd,
+    "grpc",
+    scenario === "batch" ? "ReserveBatch" : "Reserve",
   );
   const caught =
     t.follower === null
@@ -414,6 +429,7 @@ async function runOne(
     loadgenCores: cores(w.loadgenUs) ?? 0,
     otherCores: cores(w.otherUs),
     journal,
+    view,
     lag,
     catchUp: caught,
   };
@@ -824,6 +840,51 @@ function report(
           `${grouped(max.okPerS)}/s single calls reach:\n the rate halved is the single-call maximum, as bench/grpc.ts does)`,
       );
     }
+  }
+
+  const viewed = runs.filter((r) => r.view !== null);
+  if (viewed.length > 0) {
+    const pct = (x: number | null) => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
+    const num = (x: number | null) => (x === null ? "-" : x.toFixed(2));
+    console.log(
+      "\n== The answering node's own view of each window (its /metrics at the window's start and end)",
+    );
+    console.log(
+      table(
+        [
+          "mode",
+          "scenario",
+          "loadgen p99 ms",
+          "server p99",
+          "server > 10 ms",
+          "commit mean ms",
+          "commit p99",
+          "commits > 10 ms",
+          "main late p99 / max ms",
+          "worker late p99 / max ms",
+        ],
+        viewed.map((r) => {
+          const v = r.view!;
+          return [
+            r.mode,
+            r.scenario,
+            ms(r.load.okLatency.p99Ms),
+            atMostText(v.requestP99MsAtMost),
+            pct(v.requestsOver10msShare),
+            num(v.commitMeanMs),
+            atMostText(v.commitP99MsAtMost),
+            pct(v.commitsOver10msShare),
+            `${num(v.eventLoopLagP99Ms)} / ${num(v.eventLoopLagMaxMs)}`,
+            `${num(v.workerLagP99Ms)} / ${num(v.workerLagMaxMs)}`,
+          ];
+        }),
+      ),
+    );
+    console.log(
+      "(server: stockd_request_duration_seconds of the call (gRPC Reserve or ReserveBatch); commit:\n" +
+        " stockd_journal_commit_duration_seconds, replicated with its JetStream publishes; p99 as the bound of\n" +
+        " the bucket that holds it; late: event loops beyond their sampling interval, a worker's over its last 10 s)",
+    );
   }
 
   const lagRuns = runs.filter((r) => r.lag !== null);

@@ -308,15 +308,8 @@ export interface NodeCounters {
   publishSeconds: number;
 }
 
-export async function nodeCounters(node: StockdNode): Promise<NodeCounters | null> {
-  let text: string;
-  try {
-    const res = await fetch(`${node.httpUrl}/metrics`, { signal: AbortSignal.timeout(5_000) });
-    if (!res.ok) return null;
-    text = await res.text();
-  } catch {
-    return null;
-  }
+/** The counters in a /metrics text. */
+export function countersOf(text: string): NodeCounters {
   const value = (name: string) => {
     const line = text.split("\n").find((l) => l.startsWith(`${name} `));
     const v = line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
