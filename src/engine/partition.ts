@@ -62,8 +62,9 @@ export const HoldFlag = {
 export class Hold implements WheelEntry {
   wheelPrev: WheelEntry | null = null;
   wheelNext: WheelEntry | null = null;
-  wheelSlot = -1;
-  flags = 0;
+  /** The wheel slot + 1 (0: not in the wheel) in the low 16 bits, the flags
+   * above: one field instead of two, 8 bytes less per open hold. */
+  private state = 0;
   constructor(
     /** The seq of the event that placed it: a small integer, cheap as a key. */
     readonly seq: number,
@@ -76,6 +77,23 @@ export class Hold implements WheelEntry {
 
   get id(): number {
     return holdIdOf(this.seq, this.partition);
+  }
+
+  /** Slot index while scheduled, -1 when not in the wheel. */
+  get wheelSlot(): number {
+    return (this.state & 0xffff) - 1;
+  }
+  set wheelSlot(slot: number) {
+    if (!(slot >= -1 && slot < 0xffff)) throw new Error(`hold: wheel slot ${slot} out of range`);
+    this.state = (this.state & ~0xffff) | (slot + 1);
+  }
+
+  /** HoldFlag bits. */
+  get flags(): number {
+    return this.state >>> 16;
+  }
+  set flags(f: number) {
+    this.state = (f << 16) | (this.state & 0xffff);
   }
 
   get lineCount(): number {
