@@ -884,11 +884,6 @@ export class Partition {
     return this.requestOrder.toArray().map((r) => r.toRecord());
   }
 
-  /** Request ids remembered now. */
-  get requestCount(): number {
-    return this.requests.size;
-  }
-
   /** The ended holds, oldest first (snapshots). */
   closedInOrder(): { holdId: number; outcome: HoldOutcome; closeTimeMs: number }[] {
     return this.closedOrder.toArray().map((seq) => {

@@ -44,6 +44,7 @@ import type { PartitionHost } from "./partition_host.ts";
 import {
   emptyStats,
   type FromWorker,
+  type HostStats,
   type LoopLag,
   Op,
   type PublishItem,
@@ -51,7 +52,6 @@ import {
   type SerializedError,
   type SnapshotJob,
   type SnapshotReport,
-  type Stats,
   type ToWorker,
   type WorkerConfig,
 } from "./protocol.ts";
@@ -106,10 +106,7 @@ export interface EngineOptions {
   loopLagWindowMs?: number;
 }
 
-export interface EngineStats extends Stats {
-  seqs: Record<number, number>;
-  holds: number;
-  positions: number;
+export interface EngineStats extends Omit<HostStats, "loopLag"> {
   queueDepths: number[];
   /** Per worker (null in-process, or before its first window ends). */
   loopLags: (LoopLag | null)[];
@@ -305,10 +302,7 @@ export class Engine {
     engine.queueCountMax = options.queueCountMax ?? limits.workerQueueCountMax;
     engine.idempotencyWindowMs = meta.idempotencyWindowMs;
     engine.follower = options.follower ?? false;
-    if (workerCount === 0 && !options.manualPulse && !engine.follower) {
-      const host = hosts[0]!;
-      engine.pulseTimer = setInterval(() => host.pulse(), configs[0]!.wheelTickMs);
-    }
+    engine.startPulse();
     const c = configs[0]!;
     engine.snapshotConfig = {
       partitionCount,
@@ -345,6 +339,14 @@ export class Engine {
     // A follower leaves the decisions to its leader; it reads them.
     if (this.follower) return;
     await this.settleCoordinator();
+  }
+
+  /** The expiry pulse of partitions hosted in-process (workers run their
+   * own); none on a follower, or where the caller pulses (`manualPulse`). */
+  private startPulse(): void {
+    const host = this.inProcess[0];
+    if (host === undefined || this.manualPulse || this.follower) return;
+    this.pulseTimer = setInterval(() => host.pulse(), this.wheelTickMs);
   }
 
   /** Presumed abort at start-up (or takeover), then pruning. */
@@ -467,10 +469,7 @@ export class Engine {
     this.coordinatorStore.replica = o.coordinatorReplica(this.coordinatorStore);
     const expired = await Promise.all(this.links.map((l) => l.promote(o.epochs)));
     this.follower = false;
-    if (this.inProcess.length > 0 && !this.manualPulse) {
-      const host = this.inProcess[0]!;
-      this.pulseTimer = setInterval(() => host.pulse(), this.wheelTickMs);
-    }
+    this.startPulse();
     await this.settleCoordinator();
     return { expired: expired.reduce((a, b) => a + b, 0) };
   }
@@ -498,24 +497,15 @@ export class Engine {
 
   async stats(): Promise<EngineStats> {
     const answers = (await this.everyWorker(Op.Stats)) as (
-      | {
-          ok: true;
-          stats: Stats & {
-            seqs: Record<number, number>;
-            holds: number;
-            positions: number;
-            loopLag?: LoopLag | null;
-          };
-        }
+      | { ok: true; stats: HostStats }
       | Failure
     )[];
-    const all: (Stats & { seqs: Record<number, number>; holds: number; positions: number })[] = [];
-    const loopLags: (LoopLag | null)[] = [];
+    const all: HostStats[] = [];
     for (const r of answers) {
       if (!r.ok) throw failure(r);
       all.push(r.stats);
-      loopLags.push(r.stats.loopLag ?? null);
     }
+    const loopLags = all.map((s) => s.loopLag);
     const sum: EngineStats = {
       ...emptyStats(),
       seqs: {},

@@ -17,6 +17,7 @@ import {
 import {
   countCommit,
   emptyStats,
+  type HostStats,
   type LoopLag,
   Op,
   type Op as OpCode,
@@ -226,8 +227,14 @@ export class PartitionHost {
           holds += p.holds.size;
           positions += p.positions.size;
         }
-        const loopLag = this.loopLag?.() ?? null;
-        return { ok: true, stats: { ...this.stats, seqs, holds, positions, loopLag } };
+        const stats: HostStats = {
+          ...this.stats,
+          seqs,
+          holds,
+          positions,
+          loopLag: this.loopLag?.() ?? null,
+        };
+        return { ok: true, stats };
       }
       case Op.Apply:
         return this.apply(a as { partition: number; bytes: Uint8Array });

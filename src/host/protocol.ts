@@ -65,6 +65,16 @@ export function emptyStats(): Stats {
   };
 }
 
+/** What a partition host answers to Op.Stats. */
+export interface HostStats extends Stats {
+  /** Last applied seq, by partition. */
+  seqs: Record<number, number>;
+  holds: number;
+  positions: number;
+  /** Its worker's event-loop lag (null in-process, or before a window ends). */
+  loopLag: LoopLag | null;
+}
+
 /** Counts one commit of `ms` into its bucket. */
 export function countCommit(stats: Stats, ms: number): void {
   let i = 0;

@@ -23,11 +23,18 @@ export class ChecksumError extends Error {
   override name = "ChecksumError";
 }
 
-export function frame(payload: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(frameHeaderBytes + payload.length);
+/** A record of the payload, given whole or in consecutive parts. */
+export function frame(...payload: Uint8Array[]): Buffer {
+  let length = 0;
+  for (const part of payload) length += part.length;
+  const out = Buffer.allocUnsafe(frameHeaderBytes + length);
   out[0] = recordFormat;
-  out.writeUInt32LE(crc32(payload), 1);
-  out.set(payload, frameHeaderBytes);
+  let at = frameHeaderBytes;
+  for (const part of payload) {
+    out.set(part, at);
+    at += part.length;
+  }
+  out.writeUInt32LE(crc32(out.subarray(frameHeaderBytes)), 1);
   return out;
 }
 
@@ -120,18 +127,26 @@ function writeEvent(w: Writer, e: Event): void {
 
 const sharedWriter = new Writer(1 << 16);
 
-export function encodeBatch(b: Batch): Uint8Array {
-  const w = sharedWriter;
-  w.reset();
+/** A JournalBatch's fields before its events. */
+function writeBatchHead(w: Writer, b: Omit<Batch, "events">): void {
   w.uintField(1, b.partition);
   w.uintField(2, b.firstSeq);
   w.uintField(3, b.lastSeq);
   w.uintField(4, b.epoch);
-  for (const e of b.events) {
-    const m = w.beginLd(5);
-    writeEvent(w, e);
-    w.endLd(m);
-  }
+}
+
+/** One of a JournalBatch's events. */
+function writeBatchEvent(w: Writer, e: Event): void {
+  const m = w.beginLd(5);
+  writeEvent(w, e);
+  w.endLd(m);
+}
+
+export function encodeBatch(b: Batch): Uint8Array {
+  const w = sharedWriter;
+  w.reset();
+  writeBatchHead(w, b);
+  for (const e of b.events) writeBatchEvent(w, e);
   return w.finish();
 }
 
@@ -186,9 +201,7 @@ export class BatchEncoder {
       c = { firstSeq: e.seq, lastSeq: e.seq, count: 0, w };
       this.chunks.push(c);
     }
-    const m = c.w.beginLd(5);
-    writeEvent(c.w, e);
-    c.w.endLd(m);
+    writeBatchEvent(c.w, e);
     c.lastSeq = e.seq;
     c.count++;
     this.countValue++;
@@ -199,23 +212,11 @@ export class BatchEncoder {
     const out: FramedBatch[] = [];
     const head = sharedWriter;
     for (const c of this.chunks) {
+      const batch = { partition: this.partition, firstSeq: c.firstSeq, lastSeq: c.lastSeq, epoch };
       head.reset();
-      head.uintField(1, this.partition);
-      head.uintField(2, c.firstSeq);
-      head.uintField(3, c.lastSeq);
-      head.uintField(4, epoch);
-      const bytes = Buffer.allocUnsafe(frameHeaderBytes + head.pos + c.w.pos);
-      bytes[0] = recordFormat;
-      bytes.set(head.buf.subarray(0, head.pos), frameHeaderBytes);
-      bytes.set(c.w.buf.subarray(0, c.w.pos), frameHeaderBytes + head.pos);
-      bytes.writeUInt32LE(crc32(bytes.subarray(frameHeaderBytes)), 1);
-      out.push({
-        partition: this.partition,
-        firstSeq: c.firstSeq,
-        lastSeq: c.lastSeq,
-        epoch,
-        bytes,
-      });
+      writeBatchHead(head, batch);
+      const bytes = frame(head.buf.subarray(0, head.pos), c.w.buf.subarray(0, c.w.pos));
+      out.push({ ...batch, bytes });
     }
     // One writer is kept for the next batch, unless a burst grew it large.
     const first = this.chunks[0];

@@ -24,7 +24,6 @@ export {
   CorruptionError,
   DataDirError,
   type Durability,
-  framed,
   type JournalRecord,
   Store,
   type StoreMeta,

@@ -67,7 +67,7 @@ export class DataDirError extends Error {
   override name = "DataDirError";
 }
 
-export function framed(b: Batch): FramedBatch {
+function framed(b: Batch): FramedBatch {
   return {
     partition: b.partition,
     firstSeq: b.firstSeq,
