@@ -42,7 +42,14 @@ import {
   startStockd,
   writeResults,
 } from "./lib/server_child.ts";
-import { atMostText, type ServerView, scrape, serverView } from "./lib/server_view.ts";
+import {
+  type ServerView,
+  scrape,
+  serverView,
+  viewCells,
+  viewHeaders,
+  viewNote,
+} from "./lib/server_view.ts";
 import {
   compareWithEcho,
   type EchoComparison,
@@ -838,46 +845,14 @@ function printRuns(runs: Run[]): void {
 function printServerViews(runs: Run[]): void {
   const viewed = runs.filter((r) => r.view !== null);
   if (viewed.length === 0) return;
-  const pct = (x: number | null) => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
-  const num = (x: number | null) => (x === null ? "-" : x.toFixed(2));
   console.log("\nstockd's view of the same windows (its /metrics at their start and end):");
   console.log(
     table(
-      [
-        "scenario",
-        "loadgen p99 ms",
-        "server p99",
-        "server > 10 ms",
-        "commits",
-        "commit mean ms",
-        "commit p99",
-        "commits > 10 ms",
-        "main thread late p99 / max ms",
-        "worker late p99 / max ms",
-      ],
-      viewed.map((r) => {
-        const v = r.view!;
-        return [
-          r.scenario,
-          ms(r.load.okLatency.p99Ms),
-          atMostText(v.requestP99MsAtMost),
-          pct(v.requestsOver10msShare),
-          grouped(v.commits),
-          num(v.commitMeanMs),
-          atMostText(v.commitP99MsAtMost),
-          pct(v.commitsOver10msShare),
-          `${num(v.eventLoopLagP99Ms)} / ${num(v.eventLoopLagMaxMs)}`,
-          `${num(v.workerLagP99Ms)} / ${num(v.workerLagMaxMs)}`,
-        ];
-      }),
+      ["scenario", ...viewHeaders],
+      viewed.map((r) => [r.scenario, ...viewCells(r.load.okLatency.p99Ms, r.view!)]),
     ),
   );
-  console.log(
-    "(server: stockd_request_duration_seconds of Reserve (flow: Checkout), from its arrival to its answer;\n" +
-      " commit: stockd_journal_commit_duration_seconds; p99 as the bound of the histogram bucket that holds it;\n" +
-      " main thread late: its event loop's samples beyond their interval, nodejs_eventloop_lag_*;\n" +
-      " worker: the same for the worst worker thread over its last 10 s window, stockd_worker_event_loop_lag_*)",
-  );
+  console.log(viewNote("Reserve (flow: Checkout)"));
 }
 
 type Comparison = EchoComparison<ScenarioName>;

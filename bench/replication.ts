@@ -56,11 +56,9 @@ import {
   runGrpcLoadInWorker,
 } from "./lib/grpc_load.ts";
 import {
-  type CpuWindow,
   countersOf,
   dataRoot,
   killNode,
-  multiCpuMeter,
   type Nats,
   type NodeCounters,
   type NodeSettings,
@@ -77,13 +75,22 @@ import {
   takeover,
 } from "./lib/replication_probe.ts";
 import {
+  type CpuWindow,
   type Machine,
   machine,
   machineLine,
+  multiCpuMeter,
   otherCoresNoticeable,
   writeResults,
 } from "./lib/server_child.ts";
-import { atMostText, type ServerView, scrape, serverView } from "./lib/server_view.ts";
+import {
+  type ServerView,
+  scrape,
+  serverView,
+  viewCells,
+  viewHeaders,
+  viewNote,
+} from "./lib/server_view.ts";
 import { grouped, round, type Target, table, target, verdictText } from "./lib/stats.ts";
 
 /** Targets, from the issue. */
@@ -844,47 +851,16 @@ function report(
 
   const viewed = runs.filter((r) => r.view !== null);
   if (viewed.length > 0) {
-    const pct = (x: number | null) => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
-    const num = (x: number | null) => (x === null ? "-" : x.toFixed(2));
     console.log(
       "\n== The answering node's own view of each window (its /metrics at the window's start and end)",
     );
     console.log(
       table(
-        [
-          "mode",
-          "scenario",
-          "loadgen p99 ms",
-          "server p99",
-          "server > 10 ms",
-          "commit mean ms",
-          "commit p99",
-          "commits > 10 ms",
-          "main late p99 / max ms",
-          "worker late p99 / max ms",
-        ],
-        viewed.map((r) => {
-          const v = r.view!;
-          return [
-            r.mode,
-            r.scenario,
-            ms(r.load.okLatency.p99Ms),
-            atMostText(v.requestP99MsAtMost),
-            pct(v.requestsOver10msShare),
-            num(v.commitMeanMs),
-            atMostText(v.commitP99MsAtMost),
-            pct(v.commitsOver10msShare),
-            `${num(v.eventLoopLagP99Ms)} / ${num(v.eventLoopLagMaxMs)}`,
-            `${num(v.workerLagP99Ms)} / ${num(v.workerLagMaxMs)}`,
-          ];
-        }),
+        ["mode", "scenario", ...viewHeaders],
+        viewed.map((r) => [r.mode, r.scenario, ...viewCells(r.load.okLatency.p99Ms, r.view!)]),
       ),
     );
-    console.log(
-      "(server: stockd_request_duration_seconds of the call (gRPC Reserve or ReserveBatch); commit:\n" +
-        " stockd_journal_commit_duration_seconds, replicated with its JetStream publishes; p99 as the bound of\n" +
-        " the bucket that holds it; late: event loops beyond their sampling interval, a worker's over its last 10 s)",
-    );
+    console.log(viewNote("the call (gRPC Reserve or ReserveBatch)"));
   }
 
   const lagRuns = runs.filter((r) => r.lag !== null);

@@ -11,14 +11,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "nats";
 import { type NatsCluster, startNats } from "../../test/cluster/nats.ts";
-import {
-  machineBusyUs,
-  ownCpuUs,
-  processCpuUs,
-  type ServerChild,
-  startChild,
-} from "./server_child.ts";
-import { round } from "./stats.ts";
+import { type ServerChild, startChild } from "./server_child.ts";
 
 /** How long a node may take to lead or follow once it listens. */
 const roleTimeoutMs = 60_000;
@@ -321,64 +314,5 @@ export function countersOf(text: string): NodeCounters {
     commitSeconds: value("stockd_journal_commit_seconds_total"),
     publishes: value("stockd_replication_publish_seconds_count"),
     publishSeconds: value("stockd_replication_publish_seconds_sum"),
-  };
-}
-
-// ---- CPU of several processes ---------------------------------------------------------------
-
-/** CPU over a window, in microseconds, per named process; null without /proc. */
-export interface CpuWindow {
-  /** Each process's CPU time in the window. */
-  processUs: Record<string, number | null>;
-  /** This process (the load generator). */
-  loadgenUs: number;
-  /** The rest of the machine: other work. */
-  otherUs: number | null;
-  elapsedMs: number;
-}
-
-/** Reads the CPU counters of `pids` (name -> pid), this process's and the
- * machine's at start() and stop(). */
-export function multiCpuMeter(pids: Record<string, number>): {
-  start(): void;
-  stop(): void;
-  window(): CpuWindow;
-} {
-  const read = () => ({
-    at: performance.now(),
-    procs: Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, processCpuUs(pid)])),
-    own: ownCpuUs(),
-    machine: machineBusyUs(),
-  });
-  let a = read();
-  let b = a;
-  return {
-    start: () => {
-      a = read();
-    },
-    stop: () => {
-      b = read();
-    },
-    window: () => {
-      const processUs: Record<string, number | null> = {};
-      let known = 0;
-      let missing = false;
-      for (const k of Object.keys(pids)) {
-        const x = a.procs[k];
-        const y = b.procs[k];
-        const us = x === null || x === undefined || y === null || y === undefined ? null : y - x;
-        processUs[k] = us;
-        if (us === null) missing = true;
-        else known += us;
-      }
-      const loadgenUs = b.own - a.own;
-      const machineUs = a.machine === null || b.machine === null ? null : b.machine - a.machine;
-      return {
-        processUs,
-        loadgenUs,
-        otherUs: machineUs === null || missing ? null : Math.max(0, machineUs - known - loadgenUs),
-        elapsedMs: round(b.at - a.at, 1),
-      };
-    },
   };
 }

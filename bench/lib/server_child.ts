@@ -31,9 +31,6 @@ export interface ServerChild {
   /** null: the child serves no such transport. */
   httpPort: number | null;
   grpcPort: number | null;
-  /** User plus system CPU time of the child (all its threads) so far, in
-   * microseconds; null where /proc is not available. */
-  cpuUs(): number | null;
   /** The last lines the child printed, for error messages. */
   logTail(): string[];
   /** SIGTERM, wait for the exit (SIGKILL after a while), remove temp files. */
@@ -130,7 +127,6 @@ export async function startChild(spec: ChildSpec): Promise<ServerChild> {
     name: spec.name,
     pid,
     ...listening,
-    cpuUs: () => processCpuUs(pid),
     logTail: () => [...tail],
     stop: () => {
       stopped ??= (async () => {
@@ -305,7 +301,41 @@ export function cpuMeter(server: ServerChild): {
   stop(): void;
   spent(): CpuSpent;
 } {
-  const read = () => ({ server: server.cpuUs(), own: ownCpuUs(), machine: machineBusyUs() });
+  const meter = multiCpuMeter({ server: server.pid });
+  return {
+    start: () => meter.start(),
+    stop: () => meter.stop(),
+    spent: () => {
+      const w = meter.window();
+      return { serverUs: w.processUs.server ?? null, loadgenUs: w.loadgenUs, otherUs: w.otherUs };
+    },
+  };
+}
+
+/** CPU over a window, in microseconds, per named process; null without /proc. */
+export interface CpuWindow {
+  /** Each process's CPU time in the window. */
+  processUs: Record<string, number | null>;
+  /** This process (the load generator). */
+  loadgenUs: number;
+  /** The rest of the machine: other work. */
+  otherUs: number | null;
+  elapsedMs: number;
+}
+
+/** Reads the CPU counters of `pids` (name -> pid), this process's and the
+ * machine's at start() and stop(). */
+export function multiCpuMeter(pids: Record<string, number>): {
+  start(): void;
+  stop(): void;
+  window(): CpuWindow;
+} {
+  const read = () => ({
+    at: performance.now(),
+    procs: Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, processCpuUs(pid)])),
+    own: ownCpuUs(),
+    machine: machineBusyUs(),
+  });
   let a = read();
   let b = a;
   return {
@@ -315,15 +345,26 @@ export function cpuMeter(server: ServerChild): {
     stop: () => {
       b = read();
     },
-    spent: () => {
-      const serverUs = a.server === null || b.server === null ? null : b.server - a.server;
+    window: () => {
+      const processUs: Record<string, number | null> = {};
+      let known = 0;
+      let missing = false;
+      for (const k of Object.keys(pids)) {
+        const x = a.procs[k];
+        const y = b.procs[k];
+        const us = x === null || x === undefined || y === null || y === undefined ? null : y - x;
+        processUs[k] = us;
+        if (us === null) missing = true;
+        else known += us;
+      }
       const loadgenUs = b.own - a.own;
       const machineUs = a.machine === null || b.machine === null ? null : b.machine - a.machine;
-      const otherUs =
-        machineUs === null || serverUs === null
-          ? null
-          : Math.max(0, machineUs - serverUs - loadgenUs);
-      return { serverUs, loadgenUs, otherUs };
+      return {
+        processUs,
+        loadgenUs,
+        otherUs: machineUs === null || missing ? null : Math.max(0, machineUs - known - loadgenUs),
+        elapsedMs: round(b.at - a.at, 1),
+      };
     },
   };
 }

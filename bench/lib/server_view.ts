@@ -8,6 +8,7 @@
 // wait outside it (the network, the load generator, a core).
 
 import { eventLoopSamplingMs } from "../../src/gateway/metrics.ts";
+import { grouped } from "./stats.ts";
 
 /** What two scrapes tell of the window between them. */
 export interface ServerView {
@@ -140,8 +141,50 @@ export function serverView(
   };
 }
 
+/** The columns a benchmark's table gives each view, after its own. */
+export const viewHeaders = [
+  "loadgen p99 ms",
+  "server p99",
+  "server > 10 ms",
+  "commits",
+  "commit mean ms",
+  "commit p99",
+  "commits > 10 ms",
+  "main late p99 / max ms",
+  "worker late p99 / max ms",
+];
+
+/** The cells under `viewHeaders`, beside the load generator's p99. */
+export function viewCells(loadgenP99Ms: number, v: ServerView): string[] {
+  const pct = (x: number | null) => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
+  const num = (x: number | null) => (x === null ? "-" : x.toFixed(2));
+  return [
+    loadgenP99Ms.toFixed(2),
+    atMostText(v.requestP99MsAtMost),
+    pct(v.requestsOver10msShare),
+    grouped(v.commits),
+    num(v.commitMeanMs),
+    atMostText(v.commitP99MsAtMost),
+    pct(v.commitsOver10msShare),
+    `${num(v.eventLoopLagP99Ms)} / ${num(v.eventLoopLagMaxMs)}`,
+    `${num(v.workerLagP99Ms)} / ${num(v.workerLagMaxMs)}`,
+  ];
+}
+
+/** What the columns mean, after the table; `server` names the request
+ * histogram's series. */
+export function viewNote(server: string): string {
+  return (
+    `(server: stockd_request_duration_seconds of ${server}, from its arrival to its answer;\n` +
+    " commit: stockd_journal_commit_duration_seconds (replicated, with its JetStream publishes);\n" +
+    " p99 as the bound of the histogram bucket that holds it; late: how far the main thread's\n" +
+    " event loop (nodejs_eventloop_lag_*) and the worst worker's over its last 10 s\n" +
+    " (stockd_worker_event_loop_lag_*) ran beyond their sampling interval)"
+  );
+}
+
 /** "≤ 5 ms", "> 2.5 s" (the last bucket), or "-". */
-export function atMostText(ms: number | null): string {
+function atMostText(ms: number | null): string {
   if (ms === null) return "-";
   if (!Number.isFinite(ms)) return "> top bucket";
   return `≤ ${ms < 1 ? ms.toFixed(1) : Math.round(ms)} ms`;
