@@ -2,7 +2,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsCluster, startNats } from "./nats.ts";
-import { type Answer, call, Nodes, Router, type StockdNode, token } from "./nodes.ts";
+import {
+  type Answer,
+  call,
+  type NodeConfig,
+  Nodes,
+  Router,
+  type StockdNode,
+  token,
+} from "./nodes.ts";
 
 // Failover of stockd cluster nodes (child processes) over real nats-server
 // processes, under load:
@@ -336,24 +344,44 @@ function summary(router: Router): string {
   return JSON.stringify(Object.fromEntries(router.retried));
 }
 
-describe("failover under load: three nodes, a NATS cluster of three", () => {
+/** A describe's NATS (started before its test) and the nodes its test
+ * makes: their logs saved (STOCKD_TEST_LOG_DIR) and printed when the test
+ * fails, and everything stopped after it. */
+function clusterSuite(
+  size: 1 | 3,
+  logName: string,
+): {
+  nats(): NatsCluster;
+  nodes(config: Omit<NodeConfig, "nats">, onTestFailed: (fn: () => void) => void): Nodes;
+} {
   let nats: NatsCluster | null = null;
   let nodes: Nodes | null = null;
-
   beforeAll(async () => {
-    nats = await startNats({ size: 3 });
+    nats = await startNats({ size });
   }, 60_000);
   afterAll(async () => {
-    if (logDir !== undefined) nodes?.saveLogs(logDir, "failover");
+    if (logDir !== undefined) nodes?.saveLogs(logDir, logName);
     await nodes?.cleanup();
     await nats?.stop();
   }, 60_000);
+  return {
+    nats: () => nats!,
+    nodes: (config, onTestFailed) => {
+      const made = new Nodes({ nats: nats!.url, ...config });
+      nodes = made;
+      onTestFailed(() => console.log(`node logs:\n${made.logText(300)}`));
+      return made;
+    },
+  };
+}
+
+describe("failover under load: three nodes, a NATS cluster of three", () => {
+  const cluster = clusterSuite(3, "failover");
 
   it("SIGKILL of the leader, 5 times under load: quick takeover, nothing lost, nothing oversold", async ({
     onTestFailed,
   }) => {
-    nodes = new Nodes({ nats: nats!.url, cluster: "fo", leaseMs });
-    onTestFailed(() => console.log(`node logs:\n${nodes?.logText(300)}`));
+    const nodes = cluster.nodes({ cluster: "fo", leaseMs }, onTestFailed);
     for (const name of ["a", "b", "c"]) nodes.add(name);
     const first = await nodes.startAll();
     const router = new Router(nodes);
@@ -418,26 +446,15 @@ describe("failover under load: three nodes, a NATS cluster of three", () => {
 });
 
 describe("pending orders expire on time on the leader that took over", () => {
-  let nats: NatsCluster | null = null;
-  let nodes: Nodes | null = null;
-
-  beforeAll(async () => {
-    nats = await startNats({ size: 1 });
-  }, 60_000);
-  afterAll(async () => {
-    if (logDir !== undefined) nodes?.saveLogs(logDir, "expiry");
-    await nodes?.cleanup();
-    await nats?.stop();
-  }, 60_000);
+  const cluster = clusterSuite(1, "expiry");
 
   it("an order and a hold of 4 s expire when due although their leader died", async ({
     onTestFailed,
   }) => {
     const holdMs = 4_000;
-    nodes = new Nodes({ nats: nats!.url, cluster: "exp", leaseMs, hold: "4s" });
+    const nodes = cluster.nodes({ cluster: "exp", leaseMs, hold: "4s" }, onTestFailed);
     const a = nodes.add("a");
     const b = nodes.add("b");
-    onTestFailed(() => console.log(`node logs:\n${nodes?.logText(300)}`));
     await nodes.startAll();
     const shop = new Shop(nodes, new Router(nodes));
     await shop.seed(a, 1, 100, 2);
@@ -526,25 +543,14 @@ describe("pending orders expire on time on the leader that took over", () => {
 });
 
 describe("fencing: a leader frozen (SIGSTOP) past its lease", () => {
-  let nats: NatsCluster | null = null;
-  let nodes: Nodes | null = null;
-
-  beforeAll(async () => {
-    nats = await startNats({ size: 1 });
-  }, 60_000);
-  afterAll(async () => {
-    if (logDir !== undefined) nodes?.saveLogs(logDir, "fence");
-    await nodes?.cleanup();
-    await nats?.stop();
-  }, 60_000);
+  const cluster = clusterSuite(1, "fence");
 
   it("acknowledges nothing once thawed, steps down and follows the new leader", async ({
     onTestFailed,
   }) => {
-    nodes = new Nodes({ nats: nats!.url, cluster: "fence", leaseMs });
+    const nodes = cluster.nodes({ cluster: "fence", leaseMs }, onTestFailed);
     const a = nodes.add("a");
     const b = nodes.add("b");
-    onTestFailed(() => console.log(`node logs:\n${nodes?.logText(300)}`));
     await nodes.startAll();
     const shop = new Shop(nodes, new Router(nodes));
     await shop.seed(a, 1, 1_000, 0);
@@ -695,25 +701,14 @@ async function restartNats(nats: NatsCluster, i: number): Promise<void> {
 }
 
 describe("one NATS server of three killed", () => {
-  let nats: NatsCluster | null = null;
-  let nodes: Nodes | null = null;
-
-  beforeAll(async () => {
-    nats = await startNats({ size: 3 });
-  }, 60_000);
-  afterAll(async () => {
-    if (logDir !== undefined) nodes?.saveLogs(logDir, "natskill");
-    await nodes?.cleanup();
-    await nats?.stop();
-  }, 60_000);
+  const cluster = clusterSuite(3, "natskill");
 
   it("writes stall at most a while, then go on; nothing acknowledged is lost", async ({
     onTestFailed,
   }) => {
-    nodes = new Nodes({ nats: nats!.url, cluster: "nk", leaseMs });
+    const nodes = cluster.nodes({ cluster: "nk", leaseMs }, onTestFailed);
     nodes.add("a");
     nodes.add("b");
-    onTestFailed(() => console.log(`node logs:\n${nodes?.logText(300)}`));
     const first = await nodes.startAll();
     const router = new Router(nodes);
     const shop = new Shop(nodes, router);
@@ -728,7 +723,7 @@ describe("one NATS server of three killed", () => {
       const leaderBefore = (await nodes!.leader()).name;
       const i = await pick();
       const killedAt = performance.now();
-      await nats!.kill(i);
+      await cluster.nats().kill(i);
       let states = "";
       await until(
         () => `writes accepted 12 s after NATS n${i} (${what}) was killed (${states})`,
@@ -753,8 +748,10 @@ describe("one NATS server of three killed", () => {
     };
     try {
       const killed = await phase("index 0", async () => 0);
-      await restartNats(nats!, killed);
-      await phase("leader of the lease bucket", () => streamLeader(nats!, "KV_stockd_nk_leases"));
+      await restartNats(cluster.nats(), killed);
+      await phase("leader of the lease bucket", () =>
+        streamLeader(cluster.nats(), "KV_stockd_nk_leases"),
+      );
     } finally {
       await shop.stop();
       console.log(
@@ -776,25 +773,14 @@ describe("one NATS server of three killed", () => {
 });
 
 describe("JetStream without quorum for a while (two NATS servers of three down, then back)", () => {
-  let nats: NatsCluster | null = null;
-  let nodes: Nodes | null = null;
-
-  beforeAll(async () => {
-    nats = await startNats({ size: 3 });
-  }, 60_000);
-  afterAll(async () => {
-    if (logDir !== undefined) nodes?.saveLogs(logDir, "quorum");
-    await nodes?.cleanup();
-    await nats?.stop();
-  }, 60_000);
+  const cluster = clusterSuite(3, "quorum");
 
   it("both nodes serve again once NATS is back, nothing acknowledged is lost", async ({
     onTestFailed,
   }) => {
-    nodes = new Nodes({ nats: nats!.url, cluster: "q", leaseMs });
+    const nodes = cluster.nodes({ cluster: "q", leaseMs }, onTestFailed);
     const a = nodes.add("a");
     const b = nodes.add("b");
-    onTestFailed(() => console.log(`node logs:\n${nodes?.logText(300)}`));
     await nodes.startAll();
     const router = new Router(nodes);
     const shop = new Shop(nodes, router);
@@ -804,10 +790,10 @@ describe("JetStream without quorum for a while (two NATS servers of three down, 
     let back = 0;
     try {
       await sleep(1_500);
-      await Promise.all([nats!.kill(1), nats!.kill(2)]);
+      await Promise.all([cluster.nats().kill(1), cluster.nats().kill(2)]);
       await sleep(downMs);
-      await restartNats(nats!, 1);
-      await restartNats(nats!, 2);
+      await restartNats(cluster.nats(), 1);
+      await restartNats(cluster.nats(), 2);
       back = performance.now();
       // Writes are accepted again, by whichever node leads.
       let states = "";
