@@ -282,9 +282,12 @@ describe("after the leader stops", () => {
   it("shows the new leader, the fences, and then no leader to answer", async () => {
     const before = await status();
     await stopNode("a");
-    const st = await until("node b to lead", 30_000, async () => {
+    // a's clean stop frees its leases at once, so b may lead before a's last
+    // report is a lease old: wait for both.
+    const st = await until("node b to lead and a's report to age", 30_000, async () => {
       const s = await status();
-      return s.leader?.node === "b" && !s.leader.stale ? s : undefined;
+      const a = s.nodes.find((n) => n.node === "a");
+      return s.leader?.node === "b" && !s.leader.stale && a?.stale === true ? s : undefined;
     });
     expect(st.nodes.find((n) => n.node === "a")?.stale).toBe(true); // its last report
     expect(st.nodes.find((n) => n.node === "b")?.role).toBe("leader");
