@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import {
-  type Hold,
   HoldFlag,
+  type OpenHold,
   type Partition,
   type PartitionConfig,
   type Position,
@@ -176,19 +176,19 @@ function selected(p: Partition, filter: ReplayFilter): Position[] {
 }
 
 interface HeldLine {
-  hold: Hold;
+  hold: OpenHold;
   quantity: number;
 }
 
 function holdsByPosition(p: Partition): Map<Position, HeldLine[]> {
   const out = new Map<Position, HeldLine[]>();
-  for (const hold of p.holds.values()) {
-    for (let i = 0; i < hold.lineCount; i++) {
-      const position = hold.positionAt(i);
+  for (const hold of p.holdsInOrder()) {
+    for (const line of hold.lines) {
+      const position = p.positions.get(line.productId, line.warehouseId)!;
       const list = out.get(position) ?? [];
       const known = list.find((x) => x.hold === hold);
-      if (known !== undefined) known.quantity += hold.quantityAt(i);
-      else list.push({ hold, quantity: hold.quantityAt(i) });
+      if (known !== undefined) known.quantity += line.quantity;
+      else list.push({ hold, quantity: line.quantity });
       out.set(position, list);
     }
   }

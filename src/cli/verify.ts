@@ -256,13 +256,13 @@ function difference(journal: Partition, snapshot: Partition): string {
       return `${b.productId}@${b.warehouseId} is in the snapshot only`;
     }
   }
-  for (const [key, hold] of journal.holds) {
-    if (!snapshot.holds.has(key))
-      return `hold ${hold.id} is open in the journal, not in the snapshot`;
+  const inSnapshot = new Set(snapshot.holdsInOrder().map((h) => h.id));
+  const inJournal = new Set(journal.holdsInOrder().map((h) => h.id));
+  for (const id of inJournal) {
+    if (!inSnapshot.has(id)) return `hold ${id} is open in the journal, not in the snapshot`;
   }
-  for (const [key, hold] of snapshot.holds) {
-    if (!journal.holds.has(key))
-      return `hold ${hold.id} is open in the snapshot, not in the journal`;
+  for (const id of inSnapshot) {
+    if (!inJournal.has(id)) return `hold ${id} is open in the snapshot, not in the journal`;
   }
   return "open holds, ended holds or remembered request ids differ";
 }

@@ -3,7 +3,7 @@ import { headers as natsHeaders } from "nats";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { limits, type PartitionConfig } from "../engine/index.ts";
-import type { Engine, PublishItem } from "../host/index.ts";
+import { type Engine, type PublishItem, randomHashSeed } from "../host/index.ts";
 import {
   type CoordinatorReplica,
   type RecordReplica,
@@ -116,6 +116,7 @@ export class ClusterNode {
       idempotencyWindowMs: meta.idempotencyWindowMs,
       holdDurationMs: o.holdDurationMs,
       wheelTickMs: limits.wheelTickMsDefault,
+      requestHashSeed: randomHashSeed(),
     };
   }
 

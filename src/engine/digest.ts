@@ -16,7 +16,7 @@ export function digestPartition(p: Partition): string {
   }
   for (const x of p.holdsInOrder()) {
     h.update(`H ${x.id} ${x.expireTimeMs} ${x.flags} ${x.requestId}`);
-    for (const l of x.lines()) h.update(` ${l.productId} ${l.warehouseId} ${l.quantity}`);
+    for (const l of x.lines) h.update(` ${l.productId} ${l.warehouseId} ${l.quantity}`);
     h.update("\n");
   }
   for (const c of p.closedInOrder()) h.update(`C ${c.holdId} ${c.outcome} ${c.closeTimeMs}\n`);

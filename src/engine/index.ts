@@ -7,8 +7,8 @@ export * from "./ids.ts";
 export * as limits from "./limits.ts";
 export { copyLines, outOfStock, sameLines } from "./lines.ts";
 export {
-  Hold,
   HoldFlag,
+  type OpenHold,
   Partition,
   type PartitionConfig,
   Position,
@@ -23,4 +23,4 @@ export {
   validateRelease,
   validateReserve,
 } from "./validate.ts";
-export { TimerWheel, type WheelEntry } from "./wheel.ts";
+export { TimerWheel, type WheelEntries } from "./wheel.ts";

@@ -1,4 +1,5 @@
-import { Fifo, NumberRing } from "./fifo.ts";
+import { NumberRing } from "./fifo.ts";
+import { HoldFlag, HoldTable } from "./hold_table.ts";
 import { holdIdOf, partitionOf } from "./ids.ts";
 import {
   closedHoldCountMax,
@@ -15,6 +16,7 @@ import {
 import { copyLines, outOfStock, sameLines } from "./lines.ts";
 import { Position } from "./position.ts";
 import { PositionIndex } from "./positions.ts";
+import { type RequestRecord, RequestTable } from "./request_table.ts";
 import { SeqTable } from "./seq_table.ts";
 import {
   type AdjustResult,
@@ -48,120 +50,17 @@ import {
   validateRelease,
   validateReserve,
 } from "./validate.ts";
-import { TimerWheel, type WheelEntry } from "./wheel.ts";
+import { TimerWheel } from "./wheel.ts";
 
-/** Bits of `Hold.flags`. */
-export const HoldFlag = {
-  /** Part of a reservation spanning partitions, awaiting the decision. */
-  Prepared: 1,
-  /** Pinned while an order settles: out of the timer wheel. */
-  Pinned: 2,
-} as const;
-
-/** An open hold. Single-line holds (the common case) keep their line inline. */
-export class Hold implements WheelEntry {
-  wheelPrev: WheelEntry | null = null;
-  wheelNext: WheelEntry | null = null;
-  /** The wheel slot + 1 (0: not in the wheel) in the low 16 bits, the flags
-   * above: one field instead of two, 8 bytes less per open hold. */
-  private state = 0;
-  constructor(
-    /** The seq of the event that placed it: a small integer, cheap as a key. */
-    readonly seq: number,
-    readonly partition: number,
-    public expireTimeMs: number,
-    readonly requestId: string,
-    readonly position: Position | Position[],
-    readonly quantity: number | number[],
-  ) {}
-
-  get id(): number {
-    return holdIdOf(this.seq, this.partition);
-  }
-
-  /** Slot index while scheduled, -1 when not in the wheel. */
-  get wheelSlot(): number {
-    return (this.state & 0xffff) - 1;
-  }
-  set wheelSlot(slot: number) {
-    if (!(slot >= -1 && slot < 0xffff)) throw new Error(`hold: wheel slot ${slot} out of range`);
-    this.state = (this.state & ~0xffff) | (slot + 1);
-  }
-
-  /** HoldFlag bits. */
-  get flags(): number {
-    return this.state >>> 16;
-  }
-  set flags(f: number) {
-    this.state = (f << 16) | (this.state & 0xffff);
-  }
-
-  get lineCount(): number {
-    return Array.isArray(this.position) ? this.position.length : 1;
-  }
-  positionAt(i: number): Position {
-    const p = this.position;
-    return Array.isArray(p) ? p[i]! : p;
-  }
-  quantityAt(i: number): number {
-    const q = this.quantity;
-    return Array.isArray(q) ? q[i]! : q;
-  }
-  lines(): Line[] {
-    const out: Line[] = [];
-    for (let i = 0; i < this.lineCount; i++) {
-      const p = this.positionAt(i);
-      out.push({
-        productId: p.productId,
-        warehouseId: p.warehouseId,
-        quantity: this.quantityAt(i),
-      });
-    }
-    return out;
-  }
-}
-
-/** The first answer to a request id, remembered for the idempotency window. */
-export interface RequestRecord {
-  requestId: string;
-  timeMs: number;
-  /** 0 when the request was refused. */
-  holdId: number;
+/** An open hold as snapshots, digests and operators see it. */
+export interface OpenHold {
+  id: number;
   expireTimeMs: number;
+  /** "" when placed without one. */
+  requestId: string;
+  /** HoldFlag bits. */
+  flags: number;
   lines: Line[];
-  lineIndex: number;
-  available: number;
-}
-
-/**
- * What the partition keeps of a request id in memory. A request that placed
- * a hold keeps a reference to that hold, whose lines and deadline are its
- * first answer (the hold outlives its closing for as long as the record):
- * no copy of the lines, ids or deadline per request. A refusal, or a held
- * request restored from a snapshot after its hold ended, keeps its record.
- */
-class Remembered {
-  constructor(
-    readonly requestId: string,
-    readonly timeMs: number,
-    readonly hold: Hold | null,
-    readonly record: RequestRecord | null,
-  ) {}
-
-  /** The record as snapshots and digests see it. */
-  toRecord(): RequestRecord {
-    const h = this.hold;
-    if (h === null) return this.record!;
-    return {
-      requestId: this.requestId,
-      timeMs: this.timeMs,
-      holdId: h.id,
-      expireTimeMs: h.expireTimeMs,
-      lines: h.lines(),
-      lineIndex: 0,
-      available: 0,
-    };
-  }
 }
 
 export interface PartitionConfig {
@@ -171,6 +70,9 @@ export interface PartitionConfig {
   wheelTickMs?: number;
   /** Check the whole partition's invariants after every event (tests). */
   paranoid?: boolean;
+  /** Seeds the hash of remembered request ids: pass a random number so that
+   * ids chosen by clients cannot be made to collide. It changes no state. */
+  requestHashSeed?: number;
 }
 
 /**
@@ -182,20 +84,19 @@ export interface PartitionConfig {
  * the very same code. Emitted events collect in `outbox` for the host to
  * journal; a command's answer may be released only once they are durable.
  */
-export { Position };
+export { HoldFlag, Position, type RequestRecord };
 
 export class Partition {
   readonly positions = new PositionIndex();
   /** Open holds by seq (the hold id is seq * 1024 + partition). */
-  readonly holds = new Map<number, Hold>();
+  private readonly holds: HoldTable;
   /** Recently ended holds: seq -> closeTimeMs * 8 + outcome; their seqs and
    * close times in close order, for forgetting past the window. */
   private readonly closedHolds = new SeqTable();
   private readonly closedOrder = new NumberRing();
   private readonly closedTimes = new NumberRing();
-  private readonly requests = new Map<string, Remembered>();
-  private readonly requestOrder = new Fifo<Remembered>();
-  readonly wheel: TimerWheel<Hold>;
+  private readonly requests: RequestTable;
+  readonly wheel: TimerWheel;
   readonly partitionCount: number;
   readonly holdDurationMs: number;
   readonly idempotencyWindowMs: number;
@@ -218,7 +119,9 @@ export class Partition {
     this.holdDurationMs = config.holdDurationMs ?? holdDurationMsDefault;
     this.idempotencyWindowMs = config.idempotencyWindowMs ?? idempotencyWindowMsDefault;
     this.paranoid = config.paranoid ?? false;
-    this.wheel = new TimerWheel<Hold>(config.wheelTickMs ?? wheelTickMsDefault, 0);
+    this.holds = new HoldTable(this.positions);
+    this.requests = new RequestTable(this.positions, config.requestHashSeed ?? 0);
+    this.wheel = new TimerWheel(this.holds, config.wheelTickMs ?? wheelTickMsDefault, 0);
   }
 
   // ---- commands -----------------------------------------------------------
@@ -299,11 +202,14 @@ export class Partition {
     }
     const requestId = cmd.requestId ?? "";
     if (requestId !== "") {
-      const known = this.requests.get(requestId);
+      const known = this.requests.find(requestId);
       // A record past the window is forgotten even if not yet purged (purging
       // happens only in apply(), so that replay purges exactly the same).
-      if (known !== undefined && known.timeMs > this.eventTime(nowMs) - this.idempotencyWindowMs) {
-        return answerOf(known, cmd.lines);
+      if (
+        known !== -1 &&
+        this.requests.timeAt(known) > this.eventTime(nowMs) - this.idempotencyWindowMs
+      ) {
+        return answerOf(this.requests.recordAt(known), cmd.lines);
       }
     }
     for (let i = 0; i < cmd.lines.length; i++) {
@@ -395,18 +301,18 @@ export class Partition {
       cmd,
       nowMs,
       EventType.HoldConfirmed,
-      (h) => (h.flags & HoldFlag.Prepared) !== 0,
+      (flags) => (flags & HoldFlag.Prepared) !== 0,
     );
   }
 
   /** Pins a hold: it cannot expire until unpinned (an order settling). */
   pin(cmd: ReleaseHold, nowMs: number): ReleaseResult {
-    return this.mark(cmd, nowMs, EventType.HoldPinned, (h) => (h.flags & HoldFlag.Pinned) === 0);
+    return this.mark(cmd, nowMs, EventType.HoldPinned, (f) => (f & HoldFlag.Pinned) === 0);
   }
 
   /** Unpins a hold: it expires at its deadline again (at once if passed). */
   unpin(cmd: ReleaseHold, nowMs: number): ReleaseResult {
-    return this.mark(cmd, nowMs, EventType.HoldUnpinned, (h) => (h.flags & HoldFlag.Pinned) !== 0);
+    return this.mark(cmd, nowMs, EventType.HoldUnpinned, (f) => (f & HoldFlag.Pinned) !== 0);
   }
 
   /** Releases a prepared hold whose reservation was aborted. */
@@ -419,30 +325,32 @@ export class Partition {
     cmd: ReleaseHold,
     nowMs: number,
     type: HoldMarked["type"],
-    needed: (h: Hold) => boolean,
+    needed: (flags: number) => boolean,
   ): ReleaseResult {
     const invalid = validateRelease(cmd);
     if (invalid !== null) return invalid;
-    const hold = this.holds.get(this.keyOf(cmd.holdId));
-    if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
-    if (needed(hold)) {
-      this.emit({ type, seq: this.seq + 1, timeMs: this.eventTime(nowMs), holdId: hold.id });
+    const slot = this.holds.find(this.keyOf(cmd.holdId));
+    if (slot === -1) return this.holdGone(cmd.holdId, nowMs);
+    const holdId = cmd.holdId; // found by keyOf(cmd.holdId): the same id
+    if (needed(this.holds.flags[slot]!)) {
+      this.emit({ type, seq: this.seq + 1, timeMs: this.eventTime(nowMs), holdId });
     }
-    return { ok: true, holdId: hold.id };
+    return { ok: true, holdId };
   }
 
   /** Holds awaiting the coordinator: prepared or pinned (start-up). */
   pendingHolds(): { holdId: number; prepared: boolean; pinned: boolean }[] {
     const out = [];
-    for (const h of this.holds.values()) {
-      if (h.flags === 0) continue;
+    for (const slot of this.holds.slots()) {
+      const flags = this.holds.flags[slot]!;
+      if (flags === 0) continue;
       out.push({
-        holdId: h.id,
-        prepared: (h.flags & HoldFlag.Prepared) !== 0,
-        pinned: (h.flags & HoldFlag.Pinned) !== 0,
+        holdId: this.holdIdAt(slot),
+        prepared: (flags & HoldFlag.Prepared) !== 0,
+        pinned: (flags & HoldFlag.Pinned) !== 0,
       });
     }
-    return out;
+    return out.sort((a, b) => a.holdId - b.holdId);
   }
 
   release(cmd: ReleaseHold, nowMs: number): ReleaseResult {
@@ -452,33 +360,36 @@ export class Partition {
   private end(cmd: ReleaseHold, nowMs: number, reason: ReleaseReason): ReleaseResult {
     const invalid = validateRelease(cmd);
     if (invalid !== null) return invalid;
-    const hold = this.holds.get(this.keyOf(cmd.holdId));
-    if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
+    const slot = this.holds.find(this.keyOf(cmd.holdId));
+    if (slot === -1) return this.holdGone(cmd.holdId, nowMs);
+    const holdId = cmd.holdId; // found by keyOf(cmd.holdId): the same id
     this.emit({
       type: EventType.HoldReleased,
       seq: this.seq + 1,
       timeMs: this.eventTime(nowMs),
-      holdId: hold.id,
+      holdId,
       reason,
     });
-    return { ok: true, holdId: hold.id };
+    return { ok: true, holdId };
   }
 
   fulfil(cmd: FulfilHold, nowMs: number): FulfilResult {
     const invalid = validateFulfil(cmd);
     if (invalid !== null) return invalid;
-    const hold = this.holds.get(this.keyOf(cmd.holdId));
-    if (hold === undefined) return this.holdGone(cmd.holdId, nowMs);
+    const slot = this.holds.find(this.keyOf(cmd.holdId));
+    if (slot === -1) return this.holdGone(cmd.holdId, nowMs);
+    const holdId = cmd.holdId; // found by keyOf(cmd.holdId): the same id
+    const lineCount = this.holds.lineCount(slot);
     const quantities: number[] = [];
-    for (let i = 0; i < hold.lineCount; i++) quantities.push(hold.quantityAt(i));
+    for (let i = 0; i < lineCount; i++) quantities.push(this.holds.quantityAt(slot, i));
     if (cmd.quantities !== undefined) {
-      if (cmd.quantities.length !== hold.lineCount) {
+      if (cmd.quantities.length !== lineCount) {
         return fail(
           ErrorCode.InvalidArgument,
-          `quantities has ${cmd.quantities.length} entries; hold ${hold.id} has ${hold.lineCount} lines`,
+          `quantities has ${cmd.quantities.length} entries; hold ${holdId} has ${lineCount} lines`,
         );
       }
-      for (let i = 0; i < hold.lineCount; i++) {
+      for (let i = 0; i < lineCount; i++) {
         const q = cmd.quantities[i]!;
         if (q > quantities[i]!) {
           return fail(
@@ -493,10 +404,10 @@ export class Partition {
       type: EventType.HoldFulfilled,
       seq: this.seq + 1,
       timeMs: this.eventTime(nowMs),
-      holdId: hold.id,
+      holdId,
       quantities,
     });
-    return { ok: true, holdId: hold.id, quantities: [...quantities] };
+    return { ok: true, holdId, quantities: [...quantities] };
   }
 
   /**
@@ -508,13 +419,15 @@ export class Partition {
     const due = this.wheel.due(nowMs, countMax);
     // `due` took the holds out of the wheel; apply() expects every open,
     // unpinned hold scheduled, so put them all back before the first event.
-    for (const hold of due) this.wheel.schedule(hold);
-    for (const hold of due) {
+    for (const slot of due) this.wheel.schedule(slot);
+    // By id, not slot: closing a hold may compact the table (new slots).
+    const holdIds = due.map((slot) => this.holdIdAt(slot));
+    for (const holdId of holdIds) {
       this.emit({
         type: EventType.HoldReleased,
         seq: this.seq + 1,
         timeMs: this.eventTime(nowMs),
-        holdId: hold.id,
+        holdId,
         reason: ReleaseReason.Expired,
       });
     }
@@ -558,7 +471,7 @@ export class Partition {
         this.applyReserved(event, true);
         break;
       case EventType.ReservationRefused:
-        this.remember({
+        this.keep({
           requestId: event.requestId,
           timeMs: event.timeMs,
           holdId: 0,
@@ -569,40 +482,43 @@ export class Partition {
         });
         break;
       case EventType.HoldReleased: {
-        const hold = this.openHold(event.holdId, event.seq);
-        for (let i = 0; i < hold.lineCount; i++) {
-          const p = hold.positionAt(i);
-          const q = hold.quantityAt(i);
+        const slot = this.openHold(event.holdId, event.seq);
+        const holds = this.holds;
+        for (let i = 0, n = holds.lineCount(slot); i < n; i++) {
+          const p = holds.positionAt(slot, i);
+          const q = holds.quantityAt(slot, i);
           p.reserved -= q;
           p.available += q;
           checkPosition(p);
         }
-        this.close(hold, outcomeOf(event.reason), event.timeMs);
+        this.close(slot, outcomeOf(event.reason), event.timeMs);
         break;
       }
       case EventType.HoldConfirmed:
-        this.openHold(event.holdId, event.seq).flags &= ~HoldFlag.Prepared;
+        this.holds.flags[this.openHold(event.holdId, event.seq)]! &= ~HoldFlag.Prepared;
         break;
       case EventType.HoldPinned: {
-        const hold = this.openHold(event.holdId, event.seq);
-        hold.flags |= HoldFlag.Pinned;
-        this.wheel.cancel(hold);
+        const slot = this.openHold(event.holdId, event.seq);
+        this.holds.flags[slot]! |= HoldFlag.Pinned;
+        this.wheel.cancel(slot);
         break;
       }
       case EventType.HoldUnpinned: {
-        const hold = this.openHold(event.holdId, event.seq);
-        hold.flags &= ~HoldFlag.Pinned;
-        this.wheel.schedule(hold);
+        const slot = this.openHold(event.holdId, event.seq);
+        this.holds.flags[slot]! &= ~HoldFlag.Pinned;
+        this.wheel.schedule(slot);
         break;
       }
       case EventType.HoldFulfilled: {
-        const hold = this.openHold(event.holdId, event.seq);
-        if (event.quantities.length !== hold.lineCount) {
+        const slot = this.openHold(event.holdId, event.seq);
+        const holds = this.holds;
+        const n = holds.lineCount(slot);
+        if (event.quantities.length !== n) {
           throw new Error(`partition ${this.id}: event ${event.seq} fulfils the wrong line count`);
         }
-        for (let i = 0; i < hold.lineCount; i++) {
-          const p = hold.positionAt(i);
-          const q = hold.quantityAt(i);
+        for (let i = 0; i < n; i++) {
+          const p = holds.positionAt(slot, i);
+          const q = holds.quantityAt(slot, i);
           const f = event.quantities[i]!;
           if (!(f >= 0 && f <= q)) throw new Error(`partition ${this.id}: bad fulfil ${event.seq}`);
           p.reserved -= q;
@@ -610,7 +526,7 @@ export class Partition {
           p.fulfilled += f;
           checkPosition(p);
         }
-        this.close(hold, HoldOutcome.Fulfilled, event.timeMs);
+        this.close(slot, HoldOutcome.Fulfilled, event.timeMs);
         break;
       }
       default:
@@ -630,14 +546,15 @@ export class Partition {
 
   /** An open hold, or how a recently ended one ended; null if unknown. */
   hold(holdId: number): HoldView | null {
-    const h = this.holds.get(this.keyOf(holdId));
-    if (h !== undefined) {
+    const slot = this.holds.find(this.keyOf(holdId));
+    if (slot !== -1) {
+      const h = this.openHoldAt(slot);
       return {
         holdId,
         status: "OPEN",
         expireTimeMs: h.expireTimeMs,
         requestId: h.requestId,
-        lines: h.lines(),
+        lines: h.lines,
         prepared: (h.flags & HoldFlag.Prepared) !== 0,
         pinned: (h.flags & HoldFlag.Pinned) !== 0,
       };
@@ -655,15 +572,17 @@ export class Partition {
   checkInvariants(): void {
     const held = new Map<Position, number>();
     let pinned = 0;
-    for (const hold of this.holds.values()) {
-      const isPinned = (hold.flags & HoldFlag.Pinned) !== 0;
+    const holds = this.holds;
+    for (const slot of holds.slots()) {
+      const isPinned = (holds.flags[slot]! & HoldFlag.Pinned) !== 0;
       if (isPinned) pinned++;
-      if ((hold.wheelSlot === -1) !== isPinned) {
-        throw new Error(`hold ${hold.id} is ${isPinned ? "pinned but in" : "not in"} the wheel`);
+      if ((holds.wheelSlot[slot] === -1) !== isPinned) {
+        const id = this.holdIdAt(slot);
+        throw new Error(`hold ${id} is ${isPinned ? "pinned but in" : "not in"} the wheel`);
       }
-      for (let i = 0; i < hold.lineCount; i++) {
-        const p = hold.positionAt(i);
-        held.set(p, (held.get(p) ?? 0) + hold.quantityAt(i));
+      for (let i = 0, n = holds.lineCount(slot); i < n; i++) {
+        const p = holds.positionAt(slot, i);
+        held.set(p, (held.get(p) ?? 0) + holds.quantityAt(slot, i));
       }
     }
     for (const p of this.positions.values()) {
@@ -749,7 +668,7 @@ export class Partition {
     const key = this.keyOf(event.holdId);
     if (key < 0)
       throw new Error(`partition ${this.id}: hold ${event.holdId} is not of this partition`);
-    let hold: Hold;
+    let slot: number;
     if (n === 1) {
       // The common case: no arrays.
       const line = event.lines[0]!;
@@ -762,7 +681,17 @@ export class Partition {
       p.available -= line.quantity;
       p.reserved += line.quantity;
       checkPosition(p);
-      hold = new Hold(key, this.id, event.expireTimeMs, event.requestId, p, line.quantity);
+      slot = this.holds.addOne(key, event.expireTimeMs, event.requestId, p, line.quantity);
+      if (rememberRequest && event.requestId !== "") {
+        this.keepHeld(
+          event.requestId,
+          event.timeMs,
+          event.holdId,
+          event.expireTimeMs,
+          p,
+          line.quantity,
+        );
+      }
     } else {
       const positions: Position[] = [];
       const quantities: number[] = [];
@@ -774,64 +703,117 @@ export class Partition {
         positions.push(p);
         quantities.push(line.quantity);
       }
-      hold = new Hold(key, this.id, event.expireTimeMs, event.requestId, positions, quantities);
+      slot = this.holds.addMany(key, event.expireTimeMs, event.requestId, positions, quantities);
+      if (rememberRequest && event.requestId !== "") {
+        this.keep({
+          requestId: event.requestId,
+          timeMs: event.timeMs,
+          holdId: event.holdId,
+          expireTimeMs: event.expireTimeMs,
+          lines: copyLines(event.lines),
+          lineIndex: 0,
+          available: 0,
+        });
+      }
     }
-    if (this.holds.has(hold.seq)) throw new Error(`partition ${this.id}: hold ${hold.id} twice`);
-    if (event.prepared) hold.flags = HoldFlag.Prepared;
-    this.holds.set(hold.seq, hold);
-    this.wheel.schedule(hold);
-    if (rememberRequest && event.requestId !== "") {
-      this.keep(new Remembered(event.requestId, event.timeMs, hold, null));
-    }
+    if (event.prepared) this.holds.flags[slot] = HoldFlag.Prepared;
+    this.wheel.schedule(slot);
   }
 
-  private openHold(holdId: number, seq: number): Hold {
-    const hold = this.holds.get(this.keyOf(holdId));
-    if (hold === undefined)
+  /** The slot of an open hold an event names; a bug if it is not open. */
+  private openHold(holdId: number, seq: number): number {
+    const slot = this.holds.find(this.keyOf(holdId));
+    if (slot === -1)
       throw new Error(`partition ${this.id}: event ${seq} ends hold ${holdId}, not open`);
-    return hold;
+    return slot;
   }
 
-  private close(hold: Hold, outcome: HoldOutcome, timeMs: number): void {
-    this.wheel.cancel(hold);
-    this.holds.delete(hold.seq);
-    this.closedHolds.set(hold.seq, timeMs * 8 + outcome);
-    this.closedOrder.push(hold.seq);
+  private close(slot: number, outcome: HoldOutcome, timeMs: number): void {
+    const seq = this.holds.seq[slot]!;
+    this.wheel.cancel(slot);
+    this.holds.remove(slot);
+    if (this.holds.shouldShrink()) this.shrinkHolds();
+    this.closedHolds.set(seq, timeMs * 8 + outcome);
+    this.closedOrder.push(seq);
     this.closedTimes.push(timeMs);
   }
 
+  /** Gives back the memory of a peak of open holds: the table is compacted
+   * into smaller arrays (every hold moves to a new slot), so the wheel, which
+   * links slots, is rebuilt from the moved holds. O(open holds), at most once
+   * per halving. */
+  private shrinkHolds(): void {
+    this.wheel.clear();
+    this.holds.shrink();
+    const holds = this.holds;
+    for (let slot = 0; slot < holds.size; slot++) {
+      if ((holds.flags[slot]! & HoldFlag.Pinned) === 0) this.wheel.schedule(slot);
+    }
+  }
+
   /** Restores a remembered request (snapshot load; its hold, if still open,
-   * restored before) or records a refusal. */
+   * restored before). A request that placed a hold of one line is kept in
+   * the compact form, as when it was first answered. */
   remember(record: RequestRecord): void {
     if (record.holdId !== 0) {
-      const open = this.holds.get(this.keyOf(record.holdId));
-      if (open !== undefined) {
-        if (open.expireTimeMs !== record.expireTimeMs || !sameLines(open.lines(), record.lines)) {
-          throw new Error(
-            `partition ${this.id}: request ${record.requestId} disagrees with hold ${record.holdId}`,
-          );
-        }
-        this.keep(new Remembered(record.requestId, record.timeMs, open, null));
+      const slot = this.holds.find(this.keyOf(record.holdId));
+      if (
+        slot !== -1 &&
+        (this.holds.expireTimeMs[slot] !== record.expireTimeMs ||
+          !sameLines(this.holds.lines(slot), record.lines))
+      ) {
+        throw new Error(
+          `partition ${this.id}: request ${record.requestId} disagrees with hold ${record.holdId}`,
+        );
+      }
+      const line = record.lines.length === 1 ? record.lines[0]! : undefined;
+      const p = line && this.positions.get(line.productId, line.warehouseId);
+      if (line !== undefined && p !== undefined) {
+        this.keepHeld(
+          record.requestId,
+          record.timeMs,
+          record.holdId,
+          record.expireTimeMs,
+          p,
+          line.quantity,
+        );
         return;
       }
     }
-    this.keep(new Remembered(record.requestId, record.timeMs, null, record));
+    this.keep(record);
   }
 
-  private keep(r: Remembered): void {
-    const known = this.requests.get(r.requestId);
-    if (known !== undefined && known.timeMs > r.timeMs - this.idempotencyWindowMs) {
-      throw new Error(`partition ${this.id}: request ${r.requestId} answered twice`);
+  /** Remembers a request that placed a hold of one line, in compact form. */
+  private keepHeld(
+    requestId: string,
+    timeMs: number,
+    holdId: number,
+    expireTimeMs: number,
+    position: Position,
+    quantity: number,
+  ): void {
+    this.checkUnanswered(requestId, timeMs);
+    this.requests.addHeld(requestId, timeMs, holdId, expireTimeMs, position, quantity);
+    this.boundRequests();
+  }
+
+  /** Remembers a request by its whole record (refusals, several lines). */
+  private keep(record: RequestRecord): void {
+    this.checkUnanswered(record.requestId, record.timeMs);
+    this.requests.addRecord(record);
+    this.boundRequests();
+  }
+
+  /** A request id is answered once per window; a second answer is a bug. */
+  private checkUnanswered(requestId: string, timeMs: number): void {
+    const known = this.requests.find(requestId);
+    if (known !== -1 && this.requests.timeAt(known) > timeMs - this.idempotencyWindowMs) {
+      throw new Error(`partition ${this.id}: request ${requestId} answered twice`);
     }
-    this.requests.set(r.requestId, r);
-    this.requestOrder.push(r);
-    while (this.requestOrder.length > requestCountMax) this.dropOldestRequest();
   }
 
-  private dropOldestRequest(): void {
-    const head = this.requestOrder.shift()!;
-    // The id may since have been reused (after its window) by a newer record.
-    if (this.requests.get(head.requestId) === head) this.requests.delete(head.requestId);
+  private boundRequests(): void {
+    while (this.requests.size > requestCountMax) this.requests.dropOldest();
   }
 
   /** Restores an ended hold (snapshot load). */
@@ -846,9 +828,9 @@ export class Partition {
   restoreHold(event: StockReserved, pinned: boolean): void {
     this.applyReserved(event, false);
     if (pinned) {
-      const hold = this.holds.get(this.keyOf(event.holdId))!;
-      hold.flags |= HoldFlag.Pinned;
-      this.wheel.cancel(hold);
+      const slot = this.holds.find(this.keyOf(event.holdId));
+      this.holds.flags[slot]! |= HoldFlag.Pinned;
+      this.wheel.cancel(slot);
     }
   }
 
@@ -861,11 +843,7 @@ export class Partition {
    * bound), judged by event time so that replay forgets exactly the same. */
   private forgetRequests(nowMs: number): void {
     const horizon = nowMs - this.idempotencyWindowMs;
-    let head = this.requestOrder.peek();
-    while (head !== undefined && head.timeMs <= horizon) {
-      this.dropOldestRequest();
-      head = this.requestOrder.peek();
-    }
+    while (this.requests.oldestTimeMs() <= horizon) this.requests.dropOldest();
   }
 
   private forgetClosed(nowMs: number): void {
@@ -881,7 +859,7 @@ export class Partition {
 
   /** The remembered requests, oldest first (snapshots). */
   requestsInOrder(): RequestRecord[] {
-    return this.requestOrder.toArray().map((r) => r.toRecord());
+    return this.requests.toArray();
   }
 
   /** The ended holds, oldest first (snapshots). */
@@ -906,8 +884,37 @@ export class Partition {
   }
 
   /** Every open hold, sorted by id: snapshots, digests. */
-  holdsInOrder(): Hold[] {
-    return [...this.holds.values()].sort((a, b) => a.id - b.id);
+  holdsInOrder(): OpenHold[] {
+    return this.holds
+      .slots()
+      .map((slot) => this.openHoldAt(slot))
+      .sort((a, b) => a.id - b.id);
+  }
+
+  /** Open holds now. */
+  get holdCount(): number {
+    return this.holds.size;
+  }
+
+  /** Slots of the open-hold table now (it grows with a peak of open holds
+   * and shrinks once few remain). */
+  get holdCapacity(): number {
+    return this.holds.capacity;
+  }
+
+  private openHoldAt(slot: number): OpenHold {
+    const holds = this.holds;
+    return {
+      id: this.holdIdAt(slot),
+      expireTimeMs: holds.expireTimeMs[slot]!,
+      requestId: holds.requestId[slot]!,
+      flags: holds.flags[slot]!,
+      lines: holds.lines(slot),
+    };
+  }
+
+  private holdIdAt(slot: number): number {
+    return holdIdOf(this.holds.seq[slot]!, this.id);
   }
 
   /** Ended holds remembered now. */
@@ -960,8 +967,7 @@ function outcomeOf(reason: ReleaseReason): HoldOutcome {
   throw new Error(`unknown release reason ${reason}`);
 }
 
-function answerOf(remembered: Remembered, lines: Line[]): ReserveResult {
-  const known = remembered.toRecord();
+function answerOf(known: RequestRecord, lines: Line[]): ReserveResult {
   if (!sameLines(known.lines, lines)) {
     return fail(
       ErrorCode.RequestIdReused,

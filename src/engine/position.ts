@@ -10,5 +10,7 @@ export class Position {
   constructor(
     readonly productId: string,
     readonly warehouseId: string,
+    /** Its number in the partition (0..), by which open holds refer to it. */
+    readonly index: number,
   ) {}
 }

@@ -175,15 +175,7 @@ export class Service {
         field: "requests",
       });
     }
-    const now = this.now();
-    return Promise.all(
-      inputs.map((r) =>
-        this.stock.reserve(r, now).catch((err: unknown) => {
-          if (err instanceof ApiError) return err;
-          throw err;
-        }),
-      ),
-    );
+    return this.stock.reserveMany(inputs, this.now());
   }
 
   release(id: string): Promise<ReservationOut> {

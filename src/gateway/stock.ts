@@ -5,6 +5,7 @@ import {
   type Line,
   limits,
   type PositionView,
+  type ReserveStock,
 } from "../engine/index.ts";
 import type { Engine as HostEngine } from "../host/index.ts";
 import { RecordKind, type RecordStore } from "../persistence/index.ts";
@@ -105,26 +106,75 @@ export class Stock {
   /** Holds every line or none. The common case (every line names its
    * warehouse) is one engine call and no more: no async frame, no copies. */
   reserve(input: ReserveInput, nowMs: number): Promise<ReservationOut> {
-    let wanted: Wanted[];
-    let holdDurationMs: number;
-    let requestId: string | undefined;
+    let c: CheckedReserve;
     try {
-      wanted = this.checkLines(input.lines);
-      holdDurationMs = this.holdDuration(input.holdSeconds);
-      requestId = requestIdIn(input.requestId);
-      if (input.shipTo !== undefined) placeIn(input.shipTo);
+      c = this.checkReserve(input);
     } catch (err) {
       return Promise.reject(err);
     }
-    for (const l of wanted) {
-      if (l.warehouseId === "") {
-        return this.reserveChoosing(input, wanted, holdDurationMs, requestId, nowMs);
-      }
+    if (choosesWarehouse(c.wanted)) {
+      return this.reserveChoosing(input, c.wanted, c.holdDurationMs, c.requestId, nowMs);
     }
-    return this.engine.reserve(reserveCmd(wanted, requestId, holdDurationMs)).then((r) => {
-      if (!r.ok) throw engineError(r, wanted);
+    return this.engine.reserve(reserveCmd(c.wanted, c.requestId, c.holdDurationMs)).then((r) => {
+      if (!r.ok) throw engineError(r, c.wanted);
       return opened(r.reservation);
     });
+  }
+
+  /**
+   * A batch of reservations, each all or nothing on its own, answered in
+   * order: a reservation or its error. Those whose lines all name their
+   * warehouse (the common case) go to the engine together, with one promise
+   * for them all; the rest take reserve()'s way one by one.
+   */
+  async reserveMany(inputs: ReserveInput[], nowMs: number): Promise<(ReservationOut | ApiError)[]> {
+    const out = new Array<ReservationOut | ApiError>(inputs.length);
+    const cmds: ReserveStock[] = [];
+    const asked: { index: number; wanted: Wanted[] }[] = [];
+    const apart: Promise<void>[] = [];
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i]!;
+      let c: CheckedReserve;
+      try {
+        c = this.checkReserve(input);
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        out[i] = err;
+        continue;
+      }
+      if (choosesWarehouse(c.wanted)) {
+        apart.push(
+          this.reserveChoosing(input, c.wanted, c.holdDurationMs, c.requestId, nowMs).then(
+            (r) => {
+              out[i] = r;
+            },
+            (err: unknown) => {
+              if (!(err instanceof ApiError)) throw err;
+              out[i] = err;
+            },
+          ),
+        );
+        continue;
+      }
+      cmds.push(reserveCmd(c.wanted, c.requestId, c.holdDurationMs));
+      asked.push({ index: i, wanted: c.wanted });
+    }
+    const [results] = await Promise.all([this.engine.reserveMany(cmds), ...apart]);
+    for (let k = 0; k < results.length; k++) {
+      const r = results[k]!;
+      const { index, wanted } = asked[k]!;
+      out[index] = r.ok ? opened(r.reservation) : engineError(r, wanted);
+    }
+    return out;
+  }
+
+  /** A reservation's input checked (throws an ApiError when it is bad). */
+  private checkReserve(input: ReserveInput): CheckedReserve {
+    const wanted = this.checkLines(input.lines);
+    const holdDurationMs = this.holdDuration(input.holdSeconds);
+    const requestId = requestIdIn(input.requestId);
+    if (input.shipTo !== undefined) placeIn(input.shipTo);
+    return { wanted, holdDurationMs, requestId };
   }
 
   /** Reserves lines of which some need a warehouse chosen. */
@@ -300,6 +350,18 @@ function sameWanted(a: Wanted[], b: Wanted[]): boolean {
       );
     })
   );
+}
+
+interface CheckedReserve {
+  wanted: Wanted[];
+  holdDurationMs: number;
+  requestId: string | undefined;
+}
+
+/** True when some line names no warehouse: stockd chooses one. */
+function choosesWarehouse(wanted: Wanted[]): boolean {
+  for (const l of wanted) if (l.warehouseId === "") return true;
+  return false;
 }
 
 function reserveCmd(lines: Line[], requestId: string | undefined, holdDurationMs: number) {

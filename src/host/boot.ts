@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Partition } from "../engine/index.ts";
 import {
   CorruptionError,
@@ -8,6 +9,12 @@ import {
 import { PartitionHost } from "./partition_host.ts";
 import type { RecoveryReport, WorkerConfig } from "./protocol.ts";
 import type { Answers } from "./transport.ts";
+
+/** A seed for the partitions' request-id hash, random per process so that
+ * clients cannot choose ids that collide (see RequestTable). */
+export function randomHashSeed(): number {
+  return randomBytes(4).readInt32LE(0);
+}
 
 export interface Booted {
   host: PartitionHost;
@@ -33,6 +40,7 @@ export async function bootHost(
     holdDurationMs: config.holdDurationMs,
     idempotencyWindowMs: config.idempotencyWindowMs,
     wheelTickMs: config.wheelTickMs,
+    requestHashSeed: randomHashSeed(),
   };
   const partitions: Partition[] = [];
   const recovered: RecoveryReport[] = [];
@@ -81,7 +89,7 @@ export async function bootHost(
   // A follower writes nothing: the leader expires holds and journals it.
   if (config.follower) return { host, store, recovered };
   // Holds whose deadline passed while the node was down expire now, journaled.
-  const holdsBefore = partitions.map((p) => p.holds.size);
+  const holdsBefore = partitions.map((p) => p.holdCount);
   for (;;) {
     const before = host.stats.expired;
     host.pulse();
@@ -89,7 +97,7 @@ export async function bootHost(
     if (host.stats.expired === before) break;
   }
   recovered.forEach((r, i) => {
-    r.expiredAtStart = holdsBefore[i]! - partitions[i]!.holds.size;
+    r.expiredAtStart = holdsBefore[i]! - partitions[i]!.holdCount;
   });
   return { host, store, recovered };
 }

@@ -55,7 +55,14 @@ import {
   type ToWorker,
   type WorkerConfig,
 } from "./protocol.ts";
-import { type Answers, decodeResult, encodeCommand, type Flat, FlatWriter } from "./transport.ts";
+import {
+  type Answers,
+  decodeResult,
+  encodeCommand,
+  type Flat,
+  FlatWriter,
+  forPost,
+} from "./transport.ts";
 
 export interface EngineOptions {
   dataDir: string;
@@ -125,6 +132,7 @@ export class StartupError extends Error {
 }
 
 interface Link {
+  /** Copies or consumes the batch before it returns: the caller reuses it. */
   send(ops: Op[], args: Flat): void;
   /** A follower's host becomes the leader's; resolves with the holds it
    * expired at once. */
@@ -141,8 +149,13 @@ interface Outbox {
 interface Waiting {
   op: Op;
   cmd: unknown;
-  resolve: (result: unknown) => void;
+  /** Called with the answer and `index`: a promise's resolve, or one
+   * settle function shared by a batch's commands (reserveMany). */
+  resolve: Settle;
+  index: number;
 }
+
+type Settle = (result: unknown, index: number) => void;
 
 /**
  * The engine: partitions hosted on worker threads (or in-process), reached
@@ -152,6 +165,9 @@ interface Waiting {
 export class Engine {
   private readonly waiting: Fifo<Waiting>[];
   private readonly outboxes: Outbox[];
+  /** Per worker, the outbox last sent, emptied for the next flush: no new
+   * arrays per flush. */
+  private readonly spares: Outbox[];
   private readonly depth: number[];
   private flushScheduled = false;
   broken: string | null = null;
@@ -184,6 +200,7 @@ export class Engine {
     private readonly links: Link[],
   ) {
     this.outboxes = links.map(() => ({ ops: [], args: new FlatWriter() }));
+    this.spares = links.map(() => ({ ops: [], args: new FlatWriter() }));
     this.waiting = links.map(() => new Fifo<Waiting>());
     this.depth = links.map(() => 0);
   }
@@ -386,6 +403,47 @@ export class Engine {
   reserve(cmd: ReserveStock): Promise<ReserveResult> {
     const invalid = validateReserve(cmd);
     if (invalid !== null) return Promise.resolve(invalid);
+    const routed = this.routeReserve(cmd);
+    if (typeof routed === "number") {
+      return this.call(this.workerOf(routed), Op.Reserve, cmd) as Promise<ReserveResult>;
+    }
+    if (this.broken !== null) return Promise.resolve(fail(ErrorCode.Unavailable, this.broken));
+    return this.coordinator.reserve(cmd, routed);
+  }
+
+  /**
+   * Many reservations at once (a batch call): each validated and routed as
+   * by reserve(), the answers in order, and one promise for them all, not
+   * one per reservation.
+   */
+  reserveMany(cmds: ReserveStock[]): Promise<ReserveResult[]> {
+    const results = new Array<ReserveResult>(cmds.length);
+    if (cmds.length === 0) return Promise.resolve(results);
+    return new Promise((resolve) => {
+      let left = cmds.length;
+      const settle: Settle = (r, i) => {
+        results[i] = r as ReserveResult;
+        if (--left === 0) resolve(results);
+      };
+      for (let i = 0; i < cmds.length; i++) {
+        const cmd = cmds[i]!;
+        const invalid = validateReserve(cmd);
+        if (invalid !== null) {
+          settle(invalid, i);
+          continue;
+        }
+        const routed = this.routeReserve(cmd);
+        if (typeof routed === "number")
+          this.enqueue(this.workerOf(routed), Op.Reserve, cmd, settle, i);
+        else if (this.broken !== null) settle(fail(ErrorCode.Unavailable, this.broken), i);
+        else void this.coordinator.reserve(cmd, routed).then((r) => settle(r, i));
+      }
+    });
+  }
+
+  /** The partition of a reservation whose lines all sit in one (the common
+   * case), else its line indexes by partition (for the coordinator). */
+  private routeReserve(cmd: ReserveStock): number | Map<number, number[]> {
     const partition = partitionOf(cmd.lines[0]!.productId, this.partitionCount);
     let byPartition: Map<number, number[]> | null = null;
     for (let i = 1; i < cmd.lines.length; i++) {
@@ -399,11 +457,7 @@ export class Engine {
         else list.push(i);
       }
     }
-    if (byPartition !== null) {
-      if (this.broken !== null) return Promise.resolve(fail(ErrorCode.Unavailable, this.broken));
-      return this.coordinator.reserve(cmd, byPartition);
-    }
-    return this.call(this.workerOf(partition), Op.Reserve, cmd) as Promise<ReserveResult>;
+    return byPartition ?? partition;
   }
 
   release(cmd: ReleaseHold): Promise<ReleaseResult> {
@@ -629,26 +683,42 @@ export class Engine {
   }
 
   private call(worker: number, op: Op, arg: unknown, control = false): Promise<unknown> {
-    if (this.broken !== null) return Promise.resolve(fail(ErrorCode.Unavailable, this.broken));
-    if (this.closed) return Promise.resolve(fail(ErrorCode.Unavailable, "engine is closed"));
-    if (!control && this.depth[worker]! >= this.queueCountMax) {
-      return Promise.resolve(
-        fail(ErrorCode.Overloaded, `worker ${worker} has ${this.queueCountMax} commands queued`),
+    return new Promise<unknown>((resolve) => this.enqueue(worker, op, arg, resolve, 0, control));
+  }
+
+  /** Queues a command for its worker; `settle(answer, index)` is called
+   * once it is answered (at once when refused here). */
+  private enqueue(
+    worker: number,
+    op: Op,
+    arg: unknown,
+    settle: Settle,
+    index: number,
+    control = false,
+  ): void {
+    let refused: Failure | null = null;
+    if (this.broken !== null) refused = fail(ErrorCode.Unavailable, this.broken);
+    else if (this.closed) refused = fail(ErrorCode.Unavailable, "engine is closed");
+    else if (!control && this.depth[worker]! >= this.queueCountMax) {
+      refused = fail(
+        ErrorCode.Overloaded,
+        `worker ${worker} has ${this.queueCountMax} commands queued`,
       );
+    }
+    if (refused !== null) {
+      settle(refused, index);
+      return;
     }
     const box = this.outboxes[worker]!;
     box.ops.push(op);
     encodeCommand(op, arg, box.args);
     this.depth[worker]!++;
-    const promise = new Promise<unknown>((resolve) =>
-      this.waiting[worker]!.push({ op, cmd: arg, resolve }),
-    );
+    this.waiting[worker]!.push({ op, cmd: arg, resolve: settle, index });
     if (box.ops.length >= limits.workerBatchCountMax) this.flushOne(worker);
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
-    return promise;
   }
 
   private flush(): void {
@@ -659,8 +729,13 @@ export class Engine {
   private flushOne(w: number): void {
     const box = this.outboxes[w]!;
     if (box.ops.length === 0) return;
-    this.outboxes[w] = { ops: [], args: new FlatWriter() };
+    this.outboxes[w] = this.spares[w]!;
+    // A worker's link copies the batch (postMessage) and an in-process host
+    // reads it before send returns: either way it may be reused after.
     this.links[w]!.send(box.ops, box.args.finish());
+    box.ops.length = 0;
+    box.args.reset();
+    this.spares[w] = box;
   }
 
   private deliver(count: number, results: Answers, worker: number): void {
@@ -670,7 +745,7 @@ export class Engine {
     for (let k = 0; k < count; k++) {
       const w = waiting.shift();
       if (w === undefined) throw new Error(`worker ${worker} answered more than it was asked`);
-      w.resolve(decodeResult(w.op, w.cmd, results, cursor));
+      w.resolve(decodeResult(w.op, w.cmd, results, cursor), w.index);
     }
   }
 
@@ -678,7 +753,9 @@ export class Engine {
     this.broken = why;
     const unavailable = fail(ErrorCode.Unavailable, why);
     for (const waiting of this.waiting) {
-      for (let w = waiting.shift(); w !== undefined; w = waiting.shift()) w.resolve(unavailable);
+      for (let w = waiting.shift(); w !== undefined; w = waiting.shift()) {
+        w.resolve(unavailable, w.index);
+      }
     }
   }
 }
@@ -708,11 +785,8 @@ function startWorker(
             recovered: msg.recovered,
             link: {
               send: (ops, args) => {
-                // Exactly the numbers, their buffer moved to the worker, not cloned.
-                const n = args.n.slice();
-                worker.postMessage({ t: "cmds", ops, args: { n, s: args.s } } satisfies ToWorker, [
-                  n.buffer,
-                ]);
+                const { flat, transfer } = forPost(args);
+                worker.postMessage({ t: "cmds", ops, args: flat } satisfies ToWorker, transfer);
               },
               promote: (epochs) =>
                 new Promise<number>((done) => {

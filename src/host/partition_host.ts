@@ -224,7 +224,7 @@ export class PartitionHost {
         let positions = 0;
         for (const p of this.partitions.values()) {
           seqs[p.id] = p.seq;
-          holds += p.holds.size;
+          holds += p.holdCount;
           positions += p.positions.size;
         }
         const stats: HostStats = {

@@ -11,6 +11,7 @@ import {
   type ToWorker,
   type WorkerConfig,
 } from "./protocol.ts";
+import { forPost } from "./transport.ts";
 
 // A worker thread: hosts a set of partitions, takes command batches from the
 // main thread, answers in batches once durable, and runs the expiry pulse.
@@ -57,11 +58,8 @@ try {
     config,
     Date.now,
     (count, results) => {
-      // A copy of exactly the answers, its buffer moved, not cloned, to the main thread.
-      const n = results.n.slice();
-      port.postMessage({ t: "replies", count, results: { n, s: results.s } } satisfies FromWorker, [
-        n.buffer,
-      ]);
+      const { flat, transfer } = forPost(results);
+      port.postMessage({ t: "replies", count, results: flat } satisfies FromWorker, transfer);
     },
     (err) => post({ t: "fatal", error: serialize(err) }),
     config.replicated ? replicate : undefined,

@@ -429,7 +429,7 @@ export function encodeSnapshot(p: Partition): Uint8Array {
     w.uintField(1, h.id);
     w.uintField(2, h.expireTimeMs);
     w.stringField(3, h.requestId);
-    for (const l of h.lines()) writeLine(w, 4, l);
+    for (const l of h.lines) writeLine(w, 4, l);
     w.boolField(5, (h.flags & HoldFlag.Prepared) !== 0);
     w.boolField(6, (h.flags & HoldFlag.Pinned) !== 0);
     w.endLd(m);

@@ -168,7 +168,7 @@ function sameLines(a: Line[], b: Line[]): boolean {
 function compareState(m: Model, r: Real): void {
   r.p.checkInvariants();
   expect(r.p.seq).toBe(m.seq);
-  expect(r.p.holds.size).toBe(m.open.size);
+  expect(r.p.holdCount).toBe(m.open.size);
   for (const productId of products) {
     for (const warehouseId of warehouses) {
       expect(r.p.position(productId, warehouseId)).toEqual(m.view(productId, warehouseId));

@@ -288,7 +288,7 @@ describe("Partition: reserve", () => {
     expect(at(p, A, W1)).toEqual({ available: 0, reserved: 5 });
     expect(at(p, A, W2)).toEqual({ available: 4, reserved: 1 });
     expect(at(p, B, W1)).toEqual({ available: 3, reserved: 2 });
-    expect(p.holds.size).toBe(1);
+    expect(p.holdCount).toBe(1);
     const view = p.hold(r.holdId);
     expect(view?.status === "OPEN" ? view.lines : null).toEqual(r.lines);
     p.checkInvariants();
@@ -309,7 +309,7 @@ describe("Partition: reserve", () => {
       expect(f.message).toContain(B);
     });
     expect(at(p, A, W1)).toEqual({ available: 5, reserved: 0 });
-    expect(p.holds.size).toBe(0);
+    expect(p.holdCount).toBe(0);
   });
 
   it("names an unknown position as out of stock with 0 available", () => {
@@ -430,7 +430,7 @@ describe("Partition: fulfil", () => {
     expect(ok.quantities).toEqual([1, 0]);
     expect(p.position(A, W1)).toMatchObject({ available: 9, reserved: 0, fulfilled: 1 });
     expect(p.position(B, W2)).toMatchObject({ available: 10, reserved: 0, fulfilled: 0 });
-    expect(p.holds.size).toBe(0);
+    expect(p.holdCount).toBe(0);
     p.checkInvariants();
   });
 
@@ -537,6 +537,51 @@ describe("Partition: expire", () => {
     expect(at(p, A, W1)).toEqual({ available: 100, reserved: 0 });
   });
 
+  it("gives back the hold table after a peak; holds moved keep their deadlines and pins", () => {
+    const p = fresh({ paranoid: false });
+    stock(p, A, W1, 20_000);
+    const ids: number[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      // Deadlines spread over 10 s, so the wheel's slots hold many holds each.
+      ids.push(
+        reserve(p, [line(A, W1, 1)], T0, { holdDurationMs: 1_000 + (i % 10) * 1_000 }).holdId,
+      );
+    }
+    p.takeOutbox();
+    const peak = p.holdCapacity;
+    expect(peak).toBeGreaterThanOrEqual(10_000);
+    const kept = ids.filter((_, i) => i % 100 === 0);
+    const pinned = kept.filter((_, i) => i % 2 === 0);
+    for (const id of pinned) expectOk(p.pin({ holdId: id }, T0));
+    for (const id of ids) if (!kept.includes(id)) expectOk(p.release({ holdId: id }, T0));
+    p.takeOutbox();
+    expect(p.holdCount).toBe(kept.length);
+    expect(p.holdCapacity).toBeLessThanOrEqual(peak / 8);
+    p.checkInvariants();
+    expect(at(p, A, W1)).toEqual({ available: 20_000 - kept.length, reserved: kept.length });
+    // Each unpinned hold expires at its own deadline, none earlier; pinned
+    // holds do not expire.
+    for (let s = 1; s <= 10; s++) {
+      const now = T0 + s * 1_000;
+      p.expire(now - 1);
+      const expiredBefore = p.outbox.length;
+      p.expire(now);
+      const expired = p.outbox.slice(expiredBefore);
+      const due = kept.filter(
+        (id) => !pinned.includes(id) && 1_000 + (ids.indexOf(id) % 10) * 1_000 === s * 1_000,
+      );
+      expect(new Set(expired.map((e) => (e as { holdId: number }).holdId))).toEqual(new Set(due));
+      p.checkInvariants();
+    }
+    expect(p.holdCount).toBe(pinned.length);
+    for (const id of pinned) expect(p.hold(id)?.status).toBe("OPEN");
+    // The moved holds are still found by id, released and fulfilled.
+    expectOk(p.fulfil({ holdId: pinned[0]! }, T0 + 20_000));
+    expectOk(p.release({ holdId: pinned[1]! }, T0 + 20_000));
+    expect(p.holdCount).toBe(pinned.length - 2);
+    p.checkInvariants();
+  });
+
   it("expires several holds in one pulse of a paranoid partition", () => {
     // With `paranoid: true` every apply() checks the whole partition. A pulse
     // that expires two holds must not trip that check half way.
@@ -555,7 +600,7 @@ describe("Partition: expire", () => {
     expect(thrown, "expire threw").toBeNull();
     expect(expired).toBe(2);
     expect(p.outbox.length).toBe(2);
-    expect(p.holds.size).toBe(0);
+    expect(p.holdCount).toBe(0);
     p.checkInvariants();
   });
 });

@@ -511,7 +511,7 @@ class Simulation {
       check(++pulses < 1_000, () => "pulses do not drain");
     }
     // No hold outlives its deadline by more than one tick after a pulse.
-    for (const h of p.holds.values()) {
+    for (const h of p.holdsInOrder()) {
       check(
         this.now - h.expireTimeMs <= tickMs,
         () => `hold ${h.id} expired at ${h.expireTimeMs}, still open at ${this.now}`,
@@ -563,8 +563,8 @@ class Simulation {
   private checkConservation(p: Partition): void {
     const openHere = this.shadow.openCount[p.id]!;
     check(
-      openHere === p.holds.size,
-      () => `partition ${p.id} has ${p.holds.size} open holds, shadow ${openHere}`,
+      openHere === p.holdCount,
+      () => `partition ${p.id} has ${p.holdCount} open holds, shadow ${openHere}`,
     );
     for (const x of p.positions.values()) {
       const s = this.shadow.positions.get(`${x.productId} ${x.warehouseId}`);
@@ -596,7 +596,7 @@ class Simulation {
     for (const p of this.partitions) this.pulseFully(p);
     this.checkAfterStep();
     for (const p of this.partitions) {
-      check(p.holds.size === 0, () => `partition ${p.id} keeps ${p.holds.size} holds`);
+      check(p.holdCount === 0, () => `partition ${p.id} keeps ${p.holdCount} holds`);
       for (const x of p.positions.values())
         check(x.reserved === 0, () => `${x.productId}@${x.warehouseId} keeps reserved`);
     }

@@ -1,20 +1,92 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { limits, TimerWheel, type WheelEntry } from "../../src/engine/index.ts";
+import { limits, TimerWheel, type WheelEntries } from "../../src/engine/index.ts";
 
 // The timer wheel is checked against the simplest possible timer: a list of
 // entries scanned in full. `due(now, countMax)` must return only entries with
 // `expireTimeMs <= now`, never more than `countMax`, and every due entry once
 // the pulse is repeated until it returns fewer than `countMax`.
 
-class Entry implements WheelEntry {
-  wheelPrev: WheelEntry | null = null;
-  wheelNext: WheelEntry | null = null;
-  wheelSlot = -1;
+// The wheel schedules entries by number, their deadlines and links in arrays
+// its owner keeps (the partition's open-hold table). Here one table, grown
+// as entries are made, serves every wheel, and each entry has an object
+// face so that tests read as before.
+class Table implements WheelEntries {
+  expireTimeMs = new Float64Array(1024);
+  wheelPrev = new Int32Array(1024).fill(-1);
+  wheelNext = new Int32Array(1024).fill(-1);
+  wheelSlot = new Int16Array(1024).fill(-1);
+  readonly entries: Entry[] = [];
+
+  add(e: Entry): number {
+    const index = this.entries.length;
+    if (index === this.expireTimeMs.length) this.grow();
+    this.entries.push(e);
+    return index;
+  }
+
+  private grow(): void {
+    const n = this.expireTimeMs.length * 2;
+    const f = new Float64Array(n);
+    f.set(this.expireTimeMs);
+    this.expireTimeMs = f;
+    for (const k of ["wheelPrev", "wheelNext"] as const) {
+      const a = new Int32Array(n).fill(-1);
+      a.set(this[k]);
+      this[k] = a;
+    }
+    const slot = new Int16Array(n).fill(-1);
+    slot.set(this.wheelSlot);
+    this.wheelSlot = slot;
+  }
+}
+
+const table = new Table();
+
+class Entry {
+  readonly index: number;
   constructor(
     readonly id: number,
-    public expireTimeMs: number,
-  ) {}
+    expireTimeMs: number,
+  ) {
+    this.index = table.add(this);
+    this.expireTimeMs = expireTimeMs;
+  }
+  get expireTimeMs(): number {
+    return table.expireTimeMs[this.index]!;
+  }
+  set expireTimeMs(ms: number) {
+    table.expireTimeMs[this.index] = ms;
+  }
+  get wheelSlot(): number {
+    return table.wheelSlot[this.index]!;
+  }
+  get wheelPrev(): number {
+    return table.wheelPrev[this.index]!;
+  }
+  get wheelNext(): number {
+    return table.wheelNext[this.index]!;
+  }
+}
+
+/** A TimerWheel over the shared table, taking and returning Entry objects. */
+class Wheel {
+  private readonly inner: TimerWheel;
+  constructor(tickMs: number, startTimeMs: number, slotCount?: number) {
+    this.inner = new TimerWheel(table, tickMs, startTimeMs, slotCount);
+  }
+  get count(): number {
+    return this.inner.count;
+  }
+  schedule(e: Entry): void {
+    this.inner.schedule(e.index);
+  }
+  cancel(e: Entry): void {
+    this.inner.cancel(e.index);
+  }
+  due(nowMs: number, countMax: number): Entry[] {
+    return this.inner.due(nowMs, countMax).map((i) => table.entries[i]!);
+  }
 }
 
 function ids(entries: Entry[]): number[] {
@@ -23,7 +95,7 @@ function ids(entries: Entry[]): number[] {
 
 /** Pulses until the wheel returns fewer than `countMax`; every batch must be
  * within the bound. */
-function drain(wheel: TimerWheel<Entry>, nowMs: number, countMax: number): Entry[] {
+function drain(wheel: Wheel, nowMs: number, countMax: number): Entry[] {
   const out: Entry[] = [];
   for (let pulses = 0; ; pulses++) {
     if (pulses > 1_000_000) throw new Error("drain does not terminate");
@@ -36,7 +108,7 @@ function drain(wheel: TimerWheel<Entry>, nowMs: number, countMax: number): Entry
 
 describe("TimerWheel: schedule and cancel", () => {
   it("counts scheduled entries and forgets cancelled ones", () => {
-    const wheel = new TimerWheel<Entry>(10, 0);
+    const wheel = new Wheel(10, 0);
     const a = new Entry(1, 100);
     const b = new Entry(2, 100);
     const c = new Entry(3, 100);
@@ -49,8 +121,8 @@ describe("TimerWheel: schedule and cancel", () => {
     wheel.cancel(b);
     expect(wheel.count).toBe(2);
     expect(b.wheelSlot).toBe(-1);
-    expect(b.wheelPrev).toBeNull();
-    expect(b.wheelNext).toBeNull();
+    expect(b.wheelPrev).toBe(-1);
+    expect(b.wheelNext).toBe(-1);
     expect(ids(wheel.due(100, 10))).toEqual([1, 3]);
     expect(wheel.count).toBe(0);
     for (const e of [a, c]) expect(e.wheelSlot).toBe(-1);
@@ -58,7 +130,7 @@ describe("TimerWheel: schedule and cancel", () => {
 
   it("keeps the rest of a slot intact whichever entry is cancelled", () => {
     for (let victim = 0; victim < 4; victim++) {
-      const wheel = new TimerWheel<Entry>(10, 0);
+      const wheel = new Wheel(10, 0);
       const entries = [0, 1, 2, 3].map((i) => new Entry(i, 55));
       for (const e of entries) wheel.schedule(e);
       wheel.cancel(entries[victim]!);
@@ -67,7 +139,7 @@ describe("TimerWheel: schedule and cancel", () => {
   });
 
   it("treats cancel of an entry that is not scheduled as a no-op", () => {
-    const wheel = new TimerWheel<Entry>(10, 0);
+    const wheel = new Wheel(10, 0);
     const kept = new Entry(1, 30);
     wheel.schedule(kept);
     const never = new Entry(2, 30);
@@ -83,7 +155,7 @@ describe("TimerWheel: schedule and cancel", () => {
   });
 
   it("refuses to schedule an entry twice", () => {
-    const wheel = new TimerWheel<Entry>(10, 0);
+    const wheel = new Wheel(10, 0);
     const e = new Entry(1, 30);
     wheel.schedule(e);
     expect(() => wheel.schedule(e)).toThrow(/already scheduled/);
@@ -91,7 +163,7 @@ describe("TimerWheel: schedule and cancel", () => {
   });
 
   it("can schedule an entry again after it was cancelled or returned as due", () => {
-    const wheel = new TimerWheel<Entry>(10, 0);
+    const wheel = new Wheel(10, 0);
     const e = new Entry(1, 30);
     wheel.schedule(e);
     wheel.cancel(e);
@@ -106,16 +178,19 @@ describe("TimerWheel: schedule and cancel", () => {
   });
 
   it("rejects a bad tick or slot count", () => {
-    expect(() => new TimerWheel<Entry>(0, 0)).toThrow();
-    expect(() => new TimerWheel<Entry>(-5, 0)).toThrow();
-    expect(() => new TimerWheel<Entry>(1.5, 0)).toThrow();
-    expect(() => new TimerWheel<Entry>(10, 0, 12)).toThrow(/power of 2/);
+    expect(() => new Wheel(0, 0)).toThrow();
+    expect(() => new Wheel(-5, 0)).toThrow();
+    expect(() => new Wheel(1.5, 0)).toThrow();
+    expect(() => new Wheel(10, 0, 12)).toThrow(/power of 2/);
+    // A slot index must fit the entries' Int16 slot field.
+    expect(() => new Wheel(10, 0, 1 << 15)).toThrow(/up to 16384/);
+    expect(new Wheel(10, 0, 1 << 14).count).toBe(0);
   });
 });
 
 describe("TimerWheel: due", () => {
   it("returns exactly the entries whose deadline is at or before now", () => {
-    const wheel = new TimerWheel<Entry>(10, 0);
+    const wheel = new Wheel(10, 0);
     // Same tick, either side of now; exactly now; a later tick.
     const entries = [new Entry(1, 101), new Entry(2, 105), new Entry(3, 109), new Entry(4, 120)];
     for (const e of entries) wheel.schedule(e);
@@ -127,7 +202,7 @@ describe("TimerWheel: due", () => {
   });
 
   it("returns an entry already past due at the next pulse", () => {
-    const wheel = new TimerWheel<Entry>(10, 0);
+    const wheel = new Wheel(10, 0);
     expect(wheel.due(1_000, 10)).toEqual([]);
     const late = new Entry(1, 500);
     wheel.schedule(late);
@@ -135,7 +210,7 @@ describe("TimerWheel: due", () => {
   });
 
   it("is bounded by countMax and resumes where it stopped", () => {
-    const wheel = new TimerWheel<Entry>(10, 0);
+    const wheel = new Wheel(10, 0);
     const entries: Entry[] = [];
     for (let i = 0; i < 25; i++) entries.push(new Entry(i, 10 + (i % 5) * 10));
     for (const e of entries) wheel.schedule(e);
@@ -155,7 +230,7 @@ describe("TimerWheel: due", () => {
   });
 
   it("returns nothing when countMax is 0 and loses nothing by it", () => {
-    const wheel = new TimerWheel<Entry>(10, 0);
+    const wheel = new Wheel(10, 0);
     wheel.schedule(new Entry(1, 10));
     expect(wheel.due(100, 0)).toEqual([]);
     expect(wheel.count).toBe(1);
@@ -166,7 +241,7 @@ describe("TimerWheel: due", () => {
     const tickMs = 10;
     const slotCount = 8;
     const revolutionMs = tickMs * slotCount;
-    const wheel = new TimerWheel<Entry>(tickMs, 0, slotCount);
+    const wheel = new Wheel(tickMs, 0, slotCount);
     // Three and a half revolutions away, and exactly two revolutions away
     // (same slot as the start).
     const far = new Entry(1, 3 * revolutionMs + 45);
@@ -185,7 +260,7 @@ describe("TimerWheel: due", () => {
   });
 
   it("skips far entries in a slot also when the clock jumps past their slot", () => {
-    const wheel = new TimerWheel<Entry>(10, 0, 8);
+    const wheel = new Wheel(10, 0, 8);
     const far = new Entry(1, 10_000);
     wheel.schedule(far);
     // Jumps of several revolutions each, all before the deadline.
@@ -195,7 +270,7 @@ describe("TimerWheel: due", () => {
 
   it("finds everything due after a jump of hours, and nothing that is not", () => {
     const tickMs = limits.wheelTickMsDefault;
-    const wheel = new TimerWheel<Entry>(tickMs, 0);
+    const wheel = new Wheel(tickMs, 0);
     const start = 1_700_000_000_000;
     const entries: Entry[] = [];
     for (let i = 0; i < 500; i++) {
@@ -217,7 +292,7 @@ describe("TimerWheel: due", () => {
   it("finds an entry scheduled on a wheel whose cursor starts far behind", () => {
     // A partition's wheel starts at time 0 and sees its first pulse at the
     // epoch time of today.
-    const wheel = new TimerWheel<Entry>(10, 0);
+    const wheel = new Wheel(10, 0);
     const now = 1_700_000_000_123;
     wheel.schedule(new Entry(1, now - 5));
     wheel.schedule(new Entry(2, now + 5));
@@ -259,7 +334,7 @@ function opArb(tickMs: number, revolutionMs: number): fc.Arbitrary<Op> {
 }
 
 function checkAgainstList(tickMs: number, slotCount: number, startMs: number, ops: Op[]): void {
-  const wheel = new TimerWheel<Entry>(tickMs, startMs, slotCount);
+  const wheel = new Wheel(tickMs, startMs, slotCount);
   const all: Entry[] = [];
   const scheduled = new Set<Entry>();
   let now = startMs;

@@ -250,4 +250,38 @@ describe("reservations", () => {
     const empty = await grpcFails(grpc.call(ReservationService, "reserveBatch", { requests: [] }));
     expect(empty.reason).toBe("INVALID_ARGUMENT");
   });
+
+  it("gRPC: a batch mixing chosen and named warehouses answers in order, each all or nothing", async () => {
+    const p = products[7]!;
+    await receive(p, warehouses[0]!, 2);
+    await receive(p, warehouses[1]!, 5);
+    const line = (warehouseId: string, quantity: bigint) => ({
+      lines: [{ productId: p, warehouseId, quantity }],
+    });
+    const res = await grpc.call(ReservationService, "reserveBatch", {
+      requests: [
+        line(warehouses[0]!, 1n),
+        line("", 4n), // stockd chooses: the warehouse with the most available
+        line(warehouses[0]!, 2n), // only 1 left there
+        line("", 100n), // not anywhere
+        { lines: [{ productId: p, warehouseId: warehouses[0]!, quantity: 0n }] },
+        line(warehouses[1]!, 1n),
+      ],
+    });
+    const cases = res.results.map((r: { result: { case: string } }) => r.result.case);
+    expect(cases).toEqual(["ok", "ok", "error", "error", "error", "ok"]);
+    expect(res.results[1].result.value.reservation.lines[0].warehouseId).toBe(warehouses[1]);
+    expect(res.results[2].result.value.code).toBe("OUT_OF_STOCK");
+    expect(res.results[3].result.value.code).toBe("OUT_OF_STOCK");
+    expect(res.results[4].result.value.code).toBe("INVALID_ARGUMENT");
+    const byWarehouse = (await level(p)).warehouses;
+    expect(byWarehouse.find((x) => x.warehouseId === warehouses[0])).toMatchObject({
+      available: 1,
+      reserved: 1,
+    });
+    expect(byWarehouse.find((x) => x.warehouseId === warehouses[1])).toMatchObject({
+      available: 0,
+      reserved: 5,
+    });
+  });
 });

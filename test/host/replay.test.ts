@@ -449,7 +449,7 @@ describe("expiry at start-up", () => {
     for (let id = 0; id < partitionCount; id++) {
       for (const h of recoverPartition(store, id, config, {
         fromEmpty: true,
-      }).partition.holds.values()) {
+      }).partition.holdsInOrder()) {
         if (h.expireTimeMs < Date.now() + longHoldMs / 2) {
           openShort++;
           lastDeadlineMs = Math.max(lastDeadlineMs, h.expireTimeMs);

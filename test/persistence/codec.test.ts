@@ -1052,7 +1052,7 @@ function runOps(p: Partition, ops: readonly Op[], startMs: number, withExpiry: b
         );
         break;
       case "mark": {
-        const ids = [...p.holds.values()].map((h) => h.id);
+        const ids = p.holdsInOrder().map((h) => h.id);
         if (ids.length === 0) break;
         const holdId = ids[o.pick % ids.length]!;
         if (o.how === "confirm") p.confirm({ holdId }, now);
@@ -1063,15 +1063,15 @@ function runOps(p: Partition, ops: readonly Op[], startMs: number, withExpiry: b
       }
       case "release":
       case "fulfil": {
-        const ids = [...p.holds.values()].map((h) => h.id);
+        const ids = p.holdsInOrder().map((h) => h.id);
         if (ids.length === 0) break;
         const holdId = ids[o.pick % ids.length]!;
         if (o.k === "release") p.release({ holdId }, now);
         else {
-          const hold = [...p.holds.values()].find((h) => h.id === holdId)!;
+          const hold = p.holdsInOrder().find((h) => h.id === holdId)!;
           p.fulfil(
             o.partial
-              ? { holdId, quantities: hold.lines().map((l) => Math.floor(l.quantity / 2)) }
+              ? { holdId, quantities: hold.lines.map((l) => Math.floor(l.quantity / 2)) }
               : { holdId },
             now,
           );
@@ -1106,13 +1106,14 @@ function pbSnapshotOf(p: Partition): PbPartitionSnapshot {
       adjusted: BigInt(x.adjusted),
       fulfilled: BigInt(x.fulfilled),
     })),
-    holds: [...p.holds.values()]
+    holds: p
+      .holdsInOrder()
       .sort((a, b) => a.id - b.id)
       .map((h) => ({
         holdId: BigInt(h.id),
         expireTimeMs: BigInt(h.expireTimeMs),
         requestId: h.requestId,
-        lines: h.lines(),
+        lines: h.lines,
         prepared: (h.flags & HoldFlag.Prepared) !== 0,
         pinned: (h.flags & HoldFlag.Pinned) !== 0,
       })),

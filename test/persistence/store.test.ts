@@ -115,7 +115,7 @@ class JournalWriter {
     const k = this.step++;
     this.nowMs += 7;
     const productId = this.products[k % this.products.length]!;
-    const holds = [...p.holds.values()].map((h) => h.id);
+    const holds = p.holdsInOrder().map((h) => h.id);
     switch (k % 6) {
       case 0:
       case 3:
