@@ -592,21 +592,21 @@ async function sectionMemory(s: Settings, targets: Target[]): Promise<MemoryRun>
   heading(`5. Memory (child process, --expose-gc, ${grouped(s.memoryItemCount)} of each)`);
   const m = await runMemoryChild(s.memoryItemCount);
   const tp = target(
-    "heap bytes per SKU position",
+    "heap+arrays bytes per SKU position",
     m.positions.heapBytesPerItem,
     "B",
     "below",
     positionBytesMax,
   );
   const th = target(
-    "heap bytes per open hold",
+    "heap+arrays bytes per open hold",
     m.holds.heapBytesPerItem,
     "B",
     "below",
     holdBytesMax,
   );
   const tr = target(
-    "heap bytes per open hold with request id",
+    "heap+arrays bytes per open hold with request id",
     m.holdsWithRequestId.heapBytesPerItem,
     "B",
     "below",
@@ -622,7 +622,7 @@ async function sectionMemory(s: Settings, targets: Target[]): Promise<MemoryRun>
   ];
   console.log(
     table(
-      ["item", "heap B/item", "rss B/item", "heap delta MB", "target (heap)"],
+      ["item", "heap+arrays B/item", "rss B/item", "heap+arrays delta MB", "target (heap+arrays)"],
       [
         row("SKU position", m.positions, tp),
         row("open hold (no request id)", m.holds, th),

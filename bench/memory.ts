@@ -7,6 +7,8 @@ import { limits, Partition } from "../src/engine/index.ts";
 import { productIdOf, stockedPartition, warehouseId } from "./lib/partition_loop.ts";
 import { round } from "./lib/stats.ts";
 
+/** "heap" is the V8 heap used plus typed-array backing stores, which live
+ * outside the heap. */
 export interface MemoryFigure {
   count: number;
   heapBytesPerItem: number;
@@ -39,7 +41,9 @@ function settle(): Usage {
   if (gc === undefined) throw new Error("run with --expose-gc");
   for (let i = 0; i < 4; i++) gc();
   const u = process.memoryUsage();
-  return { heap: u.heapUsed, rss: u.rss };
+  // Typed arrays keep their elements outside the V8 heap (open holds,
+  // remembered requests and ended holds live in them): count both.
+  return { heap: u.heapUsed + u.arrayBuffers, rss: u.rss };
 }
 
 function figure(before: Usage, after: Usage, count: number): MemoryFigure {
@@ -68,13 +72,8 @@ function measurePositions(count: number): { figure: MemoryFigure; keep: Partitio
   return { figure: figure(before, settle(), count), keep: p };
 }
 
-/** `count` open holds over `holdPositionCount` stocked positions; then,
- * without request ids, the same holds released: what the partition keeps of
- * an ended hold for the idempotency window. */
-function measureHolds(
-  count: number,
-  withRequestId: boolean,
-): { open: MemoryFigure; ended: MemoryFigure | null } {
+/** `count` open holds over `holdPositionCount` stocked positions. */
+function measureOpenHolds(count: number, withRequestId: boolean): MemoryFigure {
   const p = stockedPartition(holdPositionCount, nowMs);
   const before = settle();
   for (let i = 0; i < count; i++) {
@@ -86,36 +85,39 @@ function measureHolds(
   }
   p.takeOutbox();
   const open = figure(before, settle(), count);
-  if (p.holds.size !== count) throw new Error("holds were lost");
-  if (withRequestId) return { open, ended: null };
-  releaseAll(p);
-  const ended = figure(before, settle(), Math.min(count, limits.closedHoldCountMax));
-  if (p.holds.size !== 0 || p.closedHoldCount !== Math.min(count, limits.closedHoldCountMax)) {
-    throw new Error("ended holds were lost");
-  }
-  return { open, ended };
+  if (p.holdCount !== count) throw new Error("holds were lost");
+  return open;
 }
 
-function releaseAll(p: Partition): void {
-  const ids = Float64Array.from(p.holds.values(), (h) => h.id);
-  for (let i = 0; i < ids.length; i++) {
-    const r = p.release({ holdId: ids[i]! }, nowMs + 1);
-    if (!r.ok) throw new Error(`release: ${r.message}`);
+/** What the partition keeps of an ended hold for the idempotency window:
+ * holds placed and released one at a time (so that the open-hold table
+ * stays small), as many as the partition remembers. */
+function measureEndedHolds(count: number): MemoryFigure {
+  const p = stockedPartition(holdPositionCount, nowMs);
+  const ended = Math.min(count, limits.closedHoldCountMax);
+  const before = settle();
+  for (let i = 0; i < ended; i++) {
+    const line = { productId: productIdOf(i % holdPositionCount), warehouseId, quantity: 1 };
+    const r = p.reserve({ lines: [line] }, nowMs);
+    if (!r.ok) throw new Error(`reserve: ${r.message}`);
+    const released = p.release({ holdId: r.reservation.holdId }, nowMs);
+    if (!released.ok) throw new Error(`release: ${released.message}`);
     if (i % drainEvery === 0) p.takeOutbox();
   }
   p.takeOutbox();
+  const figureEnded = figure(before, settle(), ended);
+  if (p.holdCount !== 0 || p.closedHoldCount !== ended) throw new Error("ended holds were lost");
+  return figureEnded;
 }
 
 const count = Number(process.argv[2] ?? 1_000_000);
 // Each measurement keeps its partition alive until its figures are taken;
 // the next one starts after it is dropped.
 const positions = measurePositions(count).figure;
-const holds = measureHolds(count, false);
-const withRequestId = measureHolds(count, true);
 const result: MemoryRun = {
   positions,
-  holds: holds.open,
-  holdsWithRequestId: withRequestId.open,
-  endedHolds: holds.ended!,
+  holds: measureOpenHolds(count, false),
+  holdsWithRequestId: measureOpenHolds(count, true),
+  endedHolds: measureEndedHolds(count),
 };
 console.log(`MEMORY ${JSON.stringify(result)}`);

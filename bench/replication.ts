@@ -8,7 +8,11 @@
 //      follower applies it). Also the closed-loop maximum of single Reserve
 //      calls (128 in flight), whose rate step 2 halves.
 //   2. p50/p99 of single Reserve calls, open loop at half that maximum,
-//      each mode at half its own maximum (bench/grpc.ts's "reserve-half-rate").
+//      each mode at half its own maximum (bench/grpc.ts's "reserve-half-rate");
+//      then the same over HTTP (POST /v1/reservations): the closed-loop
+//      maximum with 64 connections and an evenly paced open loop at half of
+//      it (bench/http.ts's), whose load generator costs far less CPU than
+//      the grpc-js client, so that its latency is more the servers' own.
 //   3. The follower's lag under each replicated load: its /metrics gauges
 //      (stockd_replication_lag_ms, stockd_replication_lag_events summed over
 //      partitions) sampled every 250 ms, max and p99; after the load, how
@@ -55,6 +59,12 @@ import {
   type PhaseMark,
   runGrpcLoadInWorker,
 } from "./lib/grpc_load.ts";
+import {
+  type HttpLoadOptions,
+  type HttpLoadResult,
+  type HttpWorkload,
+  runHttpLoadInWorker,
+} from "./lib/http_load.ts";
 import {
   countersOf,
   dataRoot,
@@ -128,6 +138,7 @@ takeovers of a killed leader. Needs nats-server (PATH or /usr/sbin), unless
   --connections N         gRPC channels, each its own HTTP/2 connection [4]
   --in-flight N           single Reserve calls in flight for the maximum [128]
   --batch-in-flight N     ReserveBatch calls in flight, ${batchSize} reservations each [4]
+  --http-connections N    HTTP connections of the HTTP steps (as bench:http) [64]
   --client KIND           grpc-js or http2 (bare node:http2 gRPC client) [grpc-js]
   --hold-duration D       the nodes' default hold duration [2s]
   --workers N             the nodes' worker threads [stockd's default]
@@ -148,6 +159,8 @@ interface Settings {
   channelCount: number;
   inFlight: number;
   batchInFlight: number;
+  /** HTTP keep-alive connections of the HTTP steps (as bench:http). */
+  httpConnections: number;
   client: GrpcClientKind;
   holdDuration: string;
   workerCount: number | undefined;
@@ -172,6 +185,7 @@ function settings(argv: string[]): Settings {
         connections: { type: "string" },
         "in-flight": { type: "string" },
         "batch-in-flight": { type: "string" },
+        "http-connections": { type: "string" },
         client: { type: "string", default: "grpc-js" },
         "hold-duration": { type: "string", default: "2s" },
         workers: { type: "string" },
@@ -198,6 +212,7 @@ function settings(argv: string[]): Settings {
     durationMs: positive("--duration", values.duration, quick ? 2 : 10) * 1000,
     channelCount: count("--connections", values.connections, 4, 1),
     inFlight: count("--in-flight", values["in-flight"], 128, 1),
+    httpConnections: count("--http-connections", values["http-connections"], 64, 1),
     batchInFlight: count("--batch-in-flight", values["batch-in-flight"], 4, 1),
     client: values.client as GrpcClientKind,
     holdDuration: values["hold-duration"],
@@ -217,7 +232,22 @@ const { positive, count, parseOrUsage, usage } = benchArgs(() => help);
 // ---- workloads ---------------------------------------------------------------------
 
 type Mode = "fsync" | "replicated";
-type Scenario = "batch" | "reserve-max" | "reserve-half-rate";
+type Scenario =
+  | "batch"
+  | "reserve-max"
+  | "reserve-half-rate"
+  | "http-reserve-max"
+  | "http-reserve-half-rate";
+
+/** A step's load: gRPC calls (bench/lib/grpc_load.ts) or HTTP requests
+ * (bench/lib/http_load.ts, the same load as bench:http's). */
+type Workload = { transport: "grpc"; w: GrpcWorkload } | { transport: "http"; w: HttpWorkload };
+
+interface Workloads {
+  batch: GrpcWorkload;
+  reserve: GrpcWorkload;
+  http: HttpWorkload;
+}
 
 function reserveRequest(sku: Sku): ReserveRequest {
   return create(ReserveRequestSchema, { lines: [{ ...sku, quantity: 1n }] });
@@ -228,7 +258,7 @@ function pick<T>(items: readonly T[]): T {
 }
 
 /** Encoded once per run and used by both modes: the same requests. */
-function workloads(seed: GatewaySeed, tokens: Tokens): Record<"batch" | "reserve", GrpcWorkload> {
+function workloads(seed: GatewaySeed, tokens: Tokens): Workloads {
   const batches = Array.from({ length: batchBodyCount }, () =>
     toBinary(
       ReserveBatchRequestSchema,
@@ -252,6 +282,37 @@ function workloads(seed: GatewaySeed, tokens: Tokens): Record<"batch" | "reserve
       token: tokens.service,
       reservationsPerCall: 0,
     },
+    http: {
+      kind: "reserve",
+      bodies: seed.uniform.map((sku) => JSON.stringify({ lines: [{ ...sku, quantity: 1 }] })),
+      token: tokens.service,
+    },
+  };
+}
+
+/** An HTTP load's result in the gRPC load's terms: "reserve 201" counts as
+ * "Reserve OK", other statuses keep their number, and requests that got
+ * no answer count as "no answer". */
+function asGrpcLoad(h: HttpLoadResult): GrpcLoadResult {
+  const byCode: Record<string, number> = {};
+  for (const [k, v] of Object.entries(h.byStatus)) {
+    const key = /^reserve 2\d\d$/.test(k) ? "Reserve OK" : k;
+    byCode[key] = (byCode[key] ?? 0) + v;
+  }
+  if (h.errors + h.timeouts > 0) byCode["no answer"] = h.errors + h.timeouts;
+  return {
+    elapsedMs: h.elapsedMs,
+    calls: h.answers,
+    byCode,
+    errorSamples: h.errorSamples,
+    latency: h.latency,
+    okLatency: h.okLatency,
+    flows: 0,
+    flowLatency: h.flowLatency,
+    reservationsOk: 0,
+    reservationsRefused: 0,
+    skipped: h.skipped,
+    started: h.answers,
   };
 }
 
@@ -329,7 +390,7 @@ async function runOne(
   s: Settings,
   t: Subject,
   scenario: Scenario,
-  workload: GrpcWorkload,
+  workload: Workload,
   inFlight: number,
   ratePerS: number | null,
 ): Promise<Run> {
@@ -368,22 +429,37 @@ async function runOne(
       countersAfter = viewAtEnd.then((v) => (v === null ? null : countersOf(v.text)));
     }
   };
-  const options: GrpcLoadOptions = {
-    address: t.node.grpcAddress,
-    channelCount: s.channelCount,
-    inFlight,
-    warmupMs: s.warmupMs,
-    durationMs: s.durationMs,
-    ratePerS,
-    client: s.client,
-    workload,
-    echoPath: null,
-  };
   sampler?.start();
   let load: GrpcLoadResult;
   try {
-    // A worker thread, as bench/grpc.ts: the main thread samples the lag.
-    load = await runGrpcLoadInWorker(options, onPhase);
+    // A worker thread, as bench/grpc.ts and bench/http.ts: the main thread
+    // samples the lag.
+    if (workload.transport === "grpc") {
+      const options: GrpcLoadOptions = {
+        address: t.node.grpcAddress,
+        channelCount: s.channelCount,
+        inFlight,
+        warmupMs: s.warmupMs,
+        durationMs: s.durationMs,
+        ratePerS,
+        client: s.client,
+        workload: workload.w,
+        echoPath: null,
+      };
+      load = await runGrpcLoadInWorker(options, onPhase);
+    } else {
+      const options: HttpLoadOptions = {
+        url: t.node.httpUrl,
+        connections: inFlight,
+        warmupMs: s.warmupMs,
+        durationMs: s.durationMs,
+        ratePerS,
+        // Open loop evenly paced, as bench:http's reserve-half-rate.
+        pacing: ratePerS === null ? "autocannon" : "even",
+        workload: workload.w,
+      };
+      load = asGrpcLoad(await runHttpLoadInWorker(options, onPhase));
+    }
   } finally {
     sampler?.stop();
   }
@@ -396,7 +472,7 @@ async function runOne(
   const view = serverView(
     await viewAtStart,
     await viewAtEnd,
-    "grpc",
+    workload.transport,
     scenario === "batch" ? "ReserveBatch" : "Reserve",
   );
   const caught =
@@ -409,7 +485,11 @@ async function runOne(
     .filter(([k]) => k.endsWith(" OK"))
     .reduce((n, [, v]) => n + v, 0);
   const reservations =
-    workload.kind === "unary" && workload.reservationsPerCall > 0 ? load.reservationsOk : ok;
+    workload.transport === "grpc" &&
+    workload.w.kind === "unary" &&
+    workload.w.reservationsPerCall > 0
+      ? load.reservationsOk
+      : ok;
   const cores = (us: number | null) =>
     us === null || w.elapsedMs <= 0 ? null : round(us / 1000 / w.elapsedMs, 2);
   const perReservation = (us: number | null) =>
@@ -444,18 +524,9 @@ async function runOne(
 
 /** Step 1 and 2 against one mode: the batch maximum, the single-call
  * maximum, and single calls at half that maximum. */
-async function runMode(
-  s: Settings,
-  t: Subject,
-  work: Record<"batch" | "reserve", GrpcWorkload>,
-): Promise<Run[]> {
+async function runMode(s: Settings, t: Subject, work: Workloads): Promise<Run[]> {
   const runs: Run[] = [];
-  const step = async (
-    scenario: Scenario,
-    w: GrpcWorkload,
-    inFlight: number,
-    rate: number | null,
-  ) => {
+  const step = async (scenario: Scenario, w: Workload, inFlight: number, rate: number | null) => {
     const t0 = performance.now();
     const r = await runOne(s, t, scenario, w, inFlight, rate);
     runs.push(r);
@@ -471,12 +542,19 @@ async function runMode(
     );
     return r;
   };
-  await step("batch", work.batch, s.batchInFlight, null);
-  const max = await step("reserve-max", work.reserve, s.inFlight, null);
+  const grpc = (w: GrpcWorkload): Workload => ({ transport: "grpc", w });
+  await step("batch", grpc(work.batch), s.batchInFlight, null);
+  const max = await step("reserve-max", grpc(work.reserve), s.inFlight, null);
   const rate = Math.max(1, Math.round(max.okPerS / 2));
   // Open loop: many more calls may be in flight than in the closed loop,
   // so that a stall shows as latency, not as a slower sender.
-  await step("reserve-half-rate", work.reserve, s.inFlight * 8, rate);
+  await step("reserve-half-rate", grpc(work.reserve), s.inFlight * 8, rate);
+  // The same over HTTP, whose load generator costs a fraction of grpc-js's
+  // client: at half rate its latency is the server's more than the client's.
+  const http: Workload = { transport: "http", w: work.http };
+  const httpMax = await step("http-reserve-max", http, s.httpConnections, null);
+  const httpRate = Math.max(1, Math.round(httpMax.okPerS / 2));
+  await step("http-reserve-half-rate", http, s.httpConnections, httpRate);
   return runs;
 }
 
@@ -694,7 +772,7 @@ interface Comparison {
 
 function compare(runs: Run[]): Comparison[] {
   const out: Comparison[] = [];
-  for (const scenario of ["batch", "reserve-max"] as const) {
+  for (const scenario of ["batch", "reserve-max", "http-reserve-max"] as const) {
     const f = runs.find((r) => r.mode === "fsync" && r.scenario === scenario);
     const r = runs.find((x) => x.mode === "replicated" && x.scenario === scenario);
     if (f === undefined || r === undefined) continue;
@@ -721,11 +799,15 @@ function targetsOf(
       target("ReserveBatch reservations/s, replicated/fsync", batch.ratio, "", "atLeast", ratioMin),
     );
   }
-  const half = runs.find((r) => r.mode === "replicated" && r.scenario === "reserve-half-rate");
-  if (half !== undefined) {
+  for (const [scenario, name] of [
+    ["reserve-half-rate", "gRPC"],
+    ["http-reserve-half-rate", "HTTP"],
+  ] as const) {
+    const half = runs.find((r) => r.mode === "replicated" && r.scenario === scenario);
+    if (half === undefined) continue;
     out.push(
       target(
-        "replicated: single Reserve at 50% of max rate, p99",
+        `replicated: single ${name} Reserve at 50% of its max rate, p99`,
         half.load.okLatency.p99Ms,
         "ms",
         "below",
@@ -819,16 +901,29 @@ function report(
     `(on this machine the follower and the nats-server share the ${m.cores} cores with the leader and the\n` +
       " load generator: the replicated figures include their CPU; on separate machines they would not)",
   );
-  const halves = runs.filter((r) => r.scenario === "reserve-half-rate");
+  const halves = runs.filter(
+    (r) => r.scenario === "reserve-half-rate" || r.scenario === "http-reserve-half-rate",
+  );
   if (halves.length > 0) {
     console.log(
       "\n== Single Reserve calls at half the closed-loop maximum of single calls, open loop",
     );
     console.log(
       table(
-        ["mode", "rate", "served/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "target p99"],
+        [
+          "mode",
+          "transport",
+          "rate",
+          "served/s",
+          "p50 ms",
+          "p99 ms",
+          "p99.9 ms",
+          "max ms",
+          "target p99",
+        ],
         halves.map((r) => [
           r.mode,
+          r.scenario === "reserve-half-rate" ? "gRPC (grpc-js)" : "HTTP (evenly paced)",
           `${grouped(r.ratePerS ?? 0)}/s`,
           grouped(r.okPerS),
           ms(r.load.okLatency.p50Ms),
@@ -844,7 +939,8 @@ function report(
     if (batch !== undefined && max !== undefined) {
       console.log(
         `(half of ReserveBatch's rate would be ${grouped(batch.reservationsPerS / 2)} single calls/s, far above the ` +
-          `${grouped(max.okPerS)}/s single calls reach:\n the rate halved is the single-call maximum, as bench/grpc.ts does)`,
+          `${grouped(max.okPerS)}/s single calls reach:\n the rate halved is the single-call maximum, as bench/grpc.ts does;\n` +
+          " HTTP: half of the HTTP closed-loop maximum (64 connections), as bench/http.ts does)",
       );
     }
   }
@@ -860,7 +956,7 @@ function report(
         viewed.map((r) => [r.mode, r.scenario, ...viewCells(r.load.okLatency.p99Ms, r.view!)]),
       ),
     );
-    console.log(viewNote("the call (gRPC Reserve or ReserveBatch)"));
+    console.log(viewNote("the call (gRPC Reserve or ReserveBatch, HTTP POST /v1/reservations)"));
   }
 
   const lagRuns = runs.filter((r) => r.lag !== null);

@@ -16,6 +16,7 @@ import {
 } from "@grpc/grpc-js";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.ts";
 import { StatusSchema } from "../../src/gen/google/rpc/status_pb.ts";
+import { parseAnswer } from "../lib/http_answer.ts";
 
 /** How long a channel or a socket may take to connect. */
 const connectMsMax = 10_000;
@@ -122,22 +123,6 @@ interface Conn {
   busy: boolean;
   /** Hears the answer; null once it was told. */
   done: ((a: HttpAnswer) => void) | null;
-}
-
-/** One whole answer at the head of `buf`, or null while incomplete. */
-function parseAnswer(buf: Buffer): { status: number; body: string; bytes: number } | null {
-  const headEnd = buf.indexOf("\r\n\r\n");
-  if (headEnd < 0) return null;
-  const head = buf.toString("latin1", 0, headEnd);
-  const length = /\r\ncontent-length:\s*(\d+)/i.exec(head);
-  if (length === null) throw new Error(`an answer without content-length: ${head.slice(0, 200)}`);
-  const bytes = headEnd + 4 + Number(length[1]);
-  if (buf.length < bytes) return null;
-  return {
-    status: Number(head.slice(9, 12)),
-    body: buf.toString("utf8", headEnd + 4, bytes),
-    bytes,
-  };
 }
 
 export class HttpPool {

@@ -19,7 +19,6 @@
 import { once } from "node:events";
 import { type ClientHttp2Session, connect, constants as h2 } from "node:http2";
 import { connect as netConnect } from "node:net";
-import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Client, credentials, status as grpcStatus, Metadata } from "@grpc/grpc-js";
 import {
@@ -30,7 +29,10 @@ import {
   SetCartItemRequestSchema,
   SetCartItemResponseSchema,
 } from "../../src/gen/stockd/v1/api_pb.ts";
+import { type PhaseMark, runInWorker, serveInWorker } from "./load_worker.ts";
 import { LatencyHistogram, type LatencySummary } from "./stats.ts";
+
+export type { PhaseMark };
 
 /** Bytes in one answer: a ReserveBatch of 10,000 answers is a few MB. */
 const messageBytesMax = 16 * 1024 * 1024;
@@ -117,7 +119,6 @@ export interface GrpcLoadResult {
 }
 
 type Phase = "warmup" | "measure" | "drain";
-export type PhaseMark = "measure" | "drain";
 
 // ---- channels -----------------------------------------------------------------------
 
@@ -527,52 +528,13 @@ function sleep(ms: number): Promise<void> {
 
 // ---- in a worker thread ----------------------------------------------------------
 
-interface LoadWorkerData {
-  module: string;
-  grpcLoad: GrpcLoadOptions;
-}
-
-type FromLoadWorker =
-  | { t: "phase"; mark: PhaseMark }
-  | { t: "done"; result: GrpcLoadResult }
-  | { t: "failed"; message: string };
-
 /** Runs the load in a worker thread of its own: the calling thread only
  * hears the phase marks and the result. */
 export function runGrpcLoadInWorker(
   o: GrpcLoadOptions,
   onPhase: (mark: PhaseMark) => void,
 ): Promise<GrpcLoadResult> {
-  const entry = new URL("./worker_entry.mjs", import.meta.url);
-  const data: LoadWorkerData = { module: import.meta.url, grpcLoad: o };
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(entry, { workerData: data });
-    worker.on("error", reject);
-    worker.on("message", (msg: FromLoadWorker) => {
-      if (msg.t === "phase") {
-        onPhase(msg.mark);
-        return;
-      }
-      if (msg.t === "failed") reject(new Error(`load generator: ${msg.message}`));
-      else resolve(msg.result);
-      // Its channels are closed; whatever handle a client still holds must
-      // not keep the thread, nor the benchmark, alive.
-      void worker.terminate();
-    });
-    worker.on("exit", (code) =>
-      reject(new Error(`load generator worker exited (${code}) without a result`)),
-    );
-  });
+  return runInWorker(import.meta.url, "grpcLoad", o, onPhase);
 }
 
-if (!isMainThread && (workerData as Partial<LoadWorkerData> | null)?.grpcLoad !== undefined) {
-  const port = parentPort!;
-  const data = workerData as LoadWorkerData;
-  runGrpcLoad(data.grpcLoad, (mark) =>
-    port.postMessage({ t: "phase", mark } satisfies FromLoadWorker),
-  )
-    .then((result) => port.postMessage({ t: "done", result } satisfies FromLoadWorker))
-    .catch((err: unknown) =>
-      port.postMessage({ t: "failed", message: (err as Error).message } satisfies FromLoadWorker),
-    );
-}
+serveInWorker("grpcLoad", runGrpcLoad);

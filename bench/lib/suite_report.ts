@@ -757,7 +757,7 @@ function memorySection(results: SuiteResults): string[] {
       `together **${mb(m.positions.rssDeltaBytes + m.holds.rssDeltaBytes)} MB**.`,
     "",
     mdTable(
-      ["item", "count", "resident B/item", "resident MB", "heap B/item", "heap MB"],
+      ["item", "count", "resident B/item", "resident MB", "heap+arrays B/item", "heap+arrays MB"],
       (
         [
           ["SKU position", m.positions],
@@ -777,7 +777,7 @@ function memorySection(results: SuiteResults): string[] {
     ),
     "",
     "Measured by bench/memory.ts in its own process (`--expose-gc`), growth of the resident " +
-      "set and of the V8 heap after a full GC, in one engine partition (no gateway, no journal).",
+      "set and of the V8 heap plus typed-array buffers (where open holds and remembered requests live) after a full GC, in one engine partition (no gateway, no journal).",
   );
   return lines;
 }
