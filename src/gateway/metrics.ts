@@ -153,6 +153,19 @@ export class Metrics {
       (l) => l.maxMs,
     );
     new Gauge({
+      name: "stockd_worker_messages_total",
+      help: "Messages that carried commands to a worker (commands per message: divide stockd_commands_total by their sum)",
+      labelNames: ["worker"],
+      registers,
+      async collect() {
+        const s = await read();
+        if (s === null) return;
+        s.messagesSent.forEach((n, w) => {
+          this.set({ worker: String(w) }, n);
+        });
+      },
+    });
+    new Gauge({
       name: "stockd_worker_queue_depth",
       help: "Commands sent to a worker and not yet answered",
       labelNames: ["worker"],

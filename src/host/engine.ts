@@ -115,6 +115,9 @@ export interface EngineOptions {
 
 export interface EngineStats extends Omit<HostStats, "loopLag"> {
   queueDepths: number[];
+  /** Per worker, the messages that carried commands to it (commands travel
+   * together: see `limits.workerHoldCountMax`). */
+  messagesSent: number[];
   /** Per worker (null in-process, or before its first window ends). */
   loopLags: (LoopLag | null)[];
 }
@@ -169,6 +172,12 @@ export class Engine {
    * arrays per flush. */
   private readonly spares: Outbox[];
   private readonly depth: number[];
+  /** Per worker, commands sent and not yet answered. */
+  private readonly unanswered: number[];
+  private readonly messagesSent: number[];
+  /** Whether outboxes wait for answers owed (workers; an in-process host
+   * costs nothing per send). */
+  private holdBack = false;
   private flushScheduled = false;
   broken: string | null = null;
   private closed = false;
@@ -203,6 +212,8 @@ export class Engine {
     this.spares = links.map(() => ({ ops: [], args: new FlatWriter() }));
     this.waiting = links.map(() => new Fifo<Waiting>());
     this.depth = links.map(() => 0);
+    this.unanswered = links.map(() => 0);
+    this.messagesSent = links.map(() => 0);
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
@@ -316,6 +327,7 @@ export class Engine {
     engine.wheelTickMs = configs[0]!.wheelTickMs;
     engine.recovered = recovered.sort((a, b) => a.partition - b.partition);
     engine.inProcess.push(...hosts);
+    engine.holdBack = hosts.length === 0;
     engine.queueCountMax = options.queueCountMax ?? limits.workerQueueCountMax;
     engine.idempotencyWindowMs = meta.idempotencyWindowMs;
     engine.follower = options.follower ?? false;
@@ -521,6 +533,7 @@ export class Engine {
     if (!this.follower) throw new Error("only a follower is promoted");
     this.replicateFn = o.replicate;
     this.coordinatorStore.replica = o.coordinatorReplica(this.coordinatorStore);
+    this.flush(true);
     const expired = await Promise.all(this.links.map((l) => l.promote(o.epochs)));
     this.follower = false;
     this.startPulse();
@@ -566,6 +579,7 @@ export class Engine {
       holds: 0,
       positions: 0,
       queueDepths: [...this.depth],
+      messagesSent: [...this.messagesSent],
       loopLags,
     };
     for (const s of all) {
@@ -624,7 +638,7 @@ export class Engine {
 
   /** Waits until everything sent is durable and answered (in-process). */
   async drain(): Promise<void> {
-    this.flush();
+    this.flush(true);
     for (const h of this.inProcess) await h.drain();
   }
 
@@ -635,7 +649,7 @@ export class Engine {
     if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
     if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
     await this.snapshotRunning?.catch(() => undefined);
-    this.flush();
+    this.flush(true);
     await Promise.all(this.links.map((l) => l.close()));
     await this.coordinatorStore?.close();
   }
@@ -721,14 +735,28 @@ export class Engine {
     }
   }
 
-  private flush(): void {
+  /** Sends each worker's outbox, but one held back while its worker owes
+   * answers (unless `all`): `deliver` sends it with the next answer. */
+  private flush(all = false): void {
     this.flushScheduled = false;
-    for (let w = 0; w < this.outboxes.length; w++) this.flushOne(w);
+    for (let w = 0; w < this.outboxes.length; w++) {
+      if (
+        !all &&
+        this.holdBack &&
+        this.unanswered[w]! > 0 &&
+        this.outboxes[w]!.ops.length < limits.workerHoldCountMax
+      ) {
+        continue;
+      }
+      this.flushOne(w);
+    }
   }
 
   private flushOne(w: number): void {
     const box = this.outboxes[w]!;
     if (box.ops.length === 0) return;
+    this.unanswered[w]! += box.ops.length;
+    this.messagesSent[w]!++;
     this.outboxes[w] = this.spares[w]!;
     // A worker's link copies the batch (postMessage) and an in-process host
     // reads it before send returns: either way it may be reused after.
@@ -740,6 +768,10 @@ export class Engine {
 
   private deliver(count: number, results: Answers, worker: number): void {
     this.depth[worker]! -= count;
+    this.unanswered[worker]! -= count;
+    // What waited for this answer leaves first, so that the worker has it
+    // while this thread resolves the answers.
+    if (this.holdBack) this.flushOne(worker);
     const waiting = this.waiting[worker]!;
     const cursor = { i: 0, j: 0 };
     for (let k = 0; k < count; k++) {
