@@ -127,6 +127,9 @@ describe("server", () => {
     expect(text).toMatch(/stockd_journal_commit_duration_seconds_sum \d/);
     expect(text).toMatch(/stockd_worker_queue_depth\{worker="0"\} 0/);
     expect(text).toMatch(/stockd_worker_queue_depth\{worker="1"\} 0/);
+    // Commands reached each worker in messages (the metrics' own reads among them).
+    expect(text).toMatch(/stockd_worker_messages_total\{worker="0"\} [1-9]/);
+    expect(text).toMatch(/stockd_worker_messages_total\{worker="1"\} [1-9]/);
     expect(text).toMatch(/stockd_expired_holds_total 0/);
     // Each worker's event-loop lag over its last window.
     for (const w of ["0", "1"]) {
