@@ -767,6 +767,10 @@ export class Engine {
   }
 
   private deliver(count: number, results: Answers, worker: number): void {
+    // Once broken, every command was answered (breakDown): what a worker
+    // still answers, such as commands it got just before its failure
+    // reached this thread, is dropped.
+    if (this.broken !== null) return;
     this.depth[worker]! -= count;
     this.unanswered[worker]! -= count;
     // What waited for this answer leaves first, so that the worker has it
@@ -784,10 +788,17 @@ export class Engine {
   private breakDown(why: string): void {
     this.broken = why;
     const unavailable = fail(ErrorCode.Unavailable, why);
-    for (const waiting of this.waiting) {
+    for (let k = 0; k < this.waiting.length; k++) {
+      const waiting = this.waiting[k]!;
       for (let w = waiting.shift(); w !== undefined; w = waiting.shift()) {
         w.resolve(unavailable, w.index);
       }
+      // Held commands are answered too: they are not sent.
+      const box = this.outboxes[k]!;
+      box.ops.length = 0;
+      box.args.reset();
+      this.depth[k] = 0;
+      this.unanswered[k] = 0;
     }
   }
 }

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep, setImmediate as turn } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { limits } from "../../src/engine/index.ts";
+import { ErrorCode, limits } from "../../src/engine/index.ts";
 import { Engine } from "../../src/host/index.ts";
 
 // While a worker owes answers, commands for it wait on the main thread and
@@ -22,20 +22,28 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-/** An engine on one worker whose commits wait until `release()`. */
-async function gated(): Promise<{ e: Engine; release: () => void; commits: () => number }> {
+/** An engine on one worker whose commits wait until `release()` (or
+ * fail at `fail()`). */
+async function gated(): Promise<{
+  e: Engine;
+  release: () => void;
+  fail: () => void;
+  commits: () => number;
+}> {
   const dataDir = mkdtempSync(join(tmpdir(), "stockd-outbox-"));
   dirs.push(dataDir);
   let open = true;
   let commits = 0;
-  const waiting: (() => void)[] = [];
+  const waiting: { resolve: () => void; reject: (err: Error) => void }[] = [];
   const e = await Engine.open({
     dataDir,
     partitionCount: 4,
     workerCount: 1,
     replicate: () => {
       commits++;
-      return open ? Promise.resolve() : new Promise<void>((r) => waiting.push(r));
+      return open
+        ? Promise.resolve()
+        : new Promise<void>((resolve, reject) => waiting.push({ resolve, reject }));
     },
   });
   engines.push(e);
@@ -46,10 +54,13 @@ async function gated(): Promise<{ e: Engine; release: () => void; commits: () =>
   commits = 0;
   const release = () => {
     open = true;
-    for (const r of waiting.splice(0)) r();
+    for (const w of waiting.splice(0)) w.resolve();
+  };
+  const fail = () => {
+    for (const w of waiting.splice(0)) w.reject(new Error("replica unreachable"));
   };
   releases.push(release);
-  return { e, release, commits: () => commits };
+  return { e, release, fail, commits: () => commits };
 }
 
 const sentBy = async (e: Engine) => (await e.stats()).messagesSent[0]!;
@@ -104,5 +115,25 @@ describe("the outbox to a worker", () => {
     expect(answers.every((a) => a.ok)).toBe(true);
     // The first, the n at once, the inventory read, then the stats call.
     expect((await sentBy(e)) - before).toBe(4);
+  });
+
+  it("answers held commands Unavailable when the worker's journal fails, and takes no more", async () => {
+    const { e, fail, commits } = await gated();
+    const first = reserve(e);
+    for (let t = Date.now(); commits() === 0; await turn()) {
+      if (Date.now() - t > 10_000) throw new Error("the worker never started its commit");
+    }
+    const held = Array.from({ length: 20 }, () => reserve(e));
+    await turn();
+    // The commit fails: the worker answers the first and stops; the held
+    // ones leave with that answer and reach a worker that has failed.
+    fail();
+    const answers = await Promise.all([first, ...held]);
+    for (const a of answers) expect(a).toMatchObject({ ok: false, code: ErrorCode.Unavailable });
+    expect(e.broken).toMatch(/replica unreachable/);
+    expect(await reserve(e)).toMatchObject({ ok: false, code: ErrorCode.Unavailable });
+    // The worker's answers to the held commands came after the engine broke,
+    // and were dropped: give them time to arrive.
+    await sleep(200);
   });
 });
