@@ -71,13 +71,6 @@ export const workerQueueCountMax = 100_000;
  * postMessage and the time a worker spends before it yields. */
 export const workerBatchCountMax = 8192;
 
-/** Commands a worker's outbox holds back while that worker still owes
- * answers: they leave together with its next answer (one message per
- * journal commit, not one per event-loop turn, which under closed-loop
- * load carries a request or two). Beyond this many they leave at once, so
- * that a large batch's work overlaps the commit in flight. */
-export const workerHoldCountMax = 256;
-
 /** Events that start a journal transaction while a command batch is still
  * running (when none is in flight): the sync then overlaps the rest of the
  * batch instead of following it. Small enough to start early, large enough

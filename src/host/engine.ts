@@ -115,8 +115,8 @@ export interface EngineOptions {
 
 export interface EngineStats extends Omit<HostStats, "loopLag"> {
   queueDepths: number[];
-  /** Per worker, the messages that carried commands to it (commands travel
-   * together: see `limits.workerHoldCountMax`). */
+  /** Per worker, the messages that carried commands to it (the commands of
+   * one event-loop turn travel together). */
   messagesSent: number[];
   /** Per worker (null in-process, or before its first window ends). */
   loopLags: (LoopLag | null)[];
@@ -172,12 +172,7 @@ export class Engine {
    * arrays per flush. */
   private readonly spares: Outbox[];
   private readonly depth: number[];
-  /** Per worker, commands sent and not yet answered. */
-  private readonly unanswered: number[];
   private readonly messagesSent: number[];
-  /** Whether outboxes wait for answers owed (workers; an in-process host
-   * costs nothing per send). */
-  private holdBack = false;
   private flushScheduled = false;
   broken: string | null = null;
   private closed = false;
@@ -212,7 +207,6 @@ export class Engine {
     this.spares = links.map(() => ({ ops: [], args: new FlatWriter() }));
     this.waiting = links.map(() => new Fifo<Waiting>());
     this.depth = links.map(() => 0);
-    this.unanswered = links.map(() => 0);
     this.messagesSent = links.map(() => 0);
   }
 
@@ -327,7 +321,6 @@ export class Engine {
     engine.wheelTickMs = configs[0]!.wheelTickMs;
     engine.recovered = recovered.sort((a, b) => a.partition - b.partition);
     engine.inProcess.push(...hosts);
-    engine.holdBack = hosts.length === 0;
     engine.queueCountMax = options.queueCountMax ?? limits.workerQueueCountMax;
     engine.idempotencyWindowMs = meta.idempotencyWindowMs;
     engine.follower = options.follower ?? false;
@@ -533,7 +526,6 @@ export class Engine {
     if (!this.follower) throw new Error("only a follower is promoted");
     this.replicateFn = o.replicate;
     this.coordinatorStore.replica = o.coordinatorReplica(this.coordinatorStore);
-    this.flush(true);
     const expired = await Promise.all(this.links.map((l) => l.promote(o.epochs)));
     this.follower = false;
     this.startPulse();
@@ -638,7 +630,7 @@ export class Engine {
 
   /** Waits until everything sent is durable and answered (in-process). */
   async drain(): Promise<void> {
-    this.flush(true);
+    this.flush();
     for (const h of this.inProcess) await h.drain();
   }
 
@@ -649,7 +641,7 @@ export class Engine {
     if (this.snapshotTimer !== null) clearInterval(this.snapshotTimer);
     if (this.pruneTimer !== null) clearInterval(this.pruneTimer);
     await this.snapshotRunning?.catch(() => undefined);
-    this.flush(true);
+    this.flush();
     await Promise.all(this.links.map((l) => l.close()));
     await this.coordinatorStore?.close();
   }
@@ -735,27 +727,14 @@ export class Engine {
     }
   }
 
-  /** Sends each worker's outbox, but one held back while its worker owes
-   * answers (unless `all`): `deliver` sends it with the next answer. */
-  private flush(all = false): void {
+  private flush(): void {
     this.flushScheduled = false;
-    for (let w = 0; w < this.outboxes.length; w++) {
-      if (
-        !all &&
-        this.holdBack &&
-        this.unanswered[w]! > 0 &&
-        this.outboxes[w]!.ops.length < limits.workerHoldCountMax
-      ) {
-        continue;
-      }
-      this.flushOne(w);
-    }
+    for (let w = 0; w < this.outboxes.length; w++) this.flushOne(w);
   }
 
   private flushOne(w: number): void {
     const box = this.outboxes[w]!;
     if (box.ops.length === 0) return;
-    this.unanswered[w]! += box.ops.length;
     this.messagesSent[w]!++;
     this.outboxes[w] = this.spares[w]!;
     // A worker's link copies the batch (postMessage) and an in-process host
@@ -772,10 +751,6 @@ export class Engine {
     // reached this thread, is dropped.
     if (this.broken !== null) return;
     this.depth[worker]! -= count;
-    this.unanswered[worker]! -= count;
-    // What waited for this answer leaves first, so that the worker has it
-    // while this thread resolves the answers.
-    if (this.holdBack) this.flushOne(worker);
     const waiting = this.waiting[worker]!;
     const cursor = { i: 0, j: 0 };
     for (let k = 0; k < count; k++) {
@@ -793,12 +768,11 @@ export class Engine {
       for (let w = waiting.shift(); w !== undefined; w = waiting.shift()) {
         w.resolve(unavailable, w.index);
       }
-      // Held commands are answered too: they are not sent.
+      // Commands not sent yet are answered too: they are not sent.
       const box = this.outboxes[k]!;
       box.ops.length = 0;
       box.args.reset();
       this.depth[k] = 0;
-      this.unanswered[k] = 0;
     }
   }
 }

@@ -359,6 +359,11 @@ export class PartitionHost {
     for (let i = 0; i < count; i++) encodeFailure(unavailable, results);
     this.pendingCount = 0;
     this.pendingResults = newAnswers();
+    // Events waiting for the next transaction will never be journaled: with
+    // them gone, later commands are answered (Unavailable) at once instead
+    // of waiting for a transaction that never comes.
+    this.pendingEvents.clear();
+    this.pendingEventCount = 0;
     this.options.onReplies(count, results.finish());
     this.options.onFatal(err);
   }
