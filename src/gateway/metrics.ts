@@ -128,56 +128,47 @@ export class Metrics {
     );
     engineGauge("stockd_open_holds", "Open holds", (s) => s.holds);
     engineGauge("stockd_positions", "SKU positions", (s) => s.positions);
-    const loopLagGauge = (name: string, help: string, pick: (l: LoopLag) => number) =>
+    /** A gauge per worker: `pick` gives each worker's value (null: none). */
+    const workerGauge = (
+      name: string,
+      help: string,
+      pick: (s: NonNullable<Awaited<ReturnType<typeof stats>>>) => (number | null)[],
+    ) =>
       new Gauge({
         name,
         help,
         labelNames: ["worker"],
         registers,
         async collect() {
-          const st = await read();
-          if (st === null) return;
-          st.loopLags.forEach((l, w) => {
-            if (l !== null) this.set({ worker: String(w) }, pick(l) / 1000);
+          const s = await read();
+          if (s === null) return;
+          pick(s).forEach((v, w) => {
+            if (v !== null) this.set({ worker: String(w) }, v);
           });
         },
       });
-    loopLagGauge(
+    const lagSeconds = (s: { loopLags: (LoopLag | null)[] }, of: (l: LoopLag) => number) =>
+      s.loopLags.map((l) => (l === null ? null : of(l) / 1000));
+    workerGauge(
       "stockd_worker_event_loop_lag_p99_seconds",
       "How late a worker thread's event loop ran, 99th percentile over its last 10 s window",
-      (l) => l.p99Ms,
+      (s) => lagSeconds(s, (l) => l.p99Ms),
     );
-    loopLagGauge(
+    workerGauge(
       "stockd_worker_event_loop_lag_max_seconds",
       "How late a worker thread's event loop ran at most, over its last 10 s window",
-      (l) => l.maxMs,
+      (s) => lagSeconds(s, (l) => l.maxMs),
     );
-    new Gauge({
-      name: "stockd_worker_messages_total",
-      help: "Messages that carried commands to a worker (commands per message: divide stockd_commands_total by their sum)",
-      labelNames: ["worker"],
-      registers,
-      async collect() {
-        const s = await read();
-        if (s === null) return;
-        s.messagesSent.forEach((n, w) => {
-          this.set({ worker: String(w) }, n);
-        });
-      },
-    });
-    new Gauge({
-      name: "stockd_worker_queue_depth",
-      help: "Commands sent to a worker and not yet answered",
-      labelNames: ["worker"],
-      registers,
-      async collect() {
-        const s = await read();
-        if (s === null) return;
-        s.queueDepths.forEach((d, w) => {
-          this.set({ worker: String(w) }, d);
-        });
-      },
-    });
+    workerGauge(
+      "stockd_worker_messages_total",
+      "Messages that carried commands to a worker (commands per message: divide stockd_commands_total by their sum)",
+      (s) => s.messagesSent,
+    );
+    workerGauge(
+      "stockd_worker_queue_depth",
+      "Commands sent to a worker and not yet answered",
+      (s) => s.queueDepths,
+    );
   }
 
   /** Records one answered request. */
