@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { commitMsBounds, type Engine, type LoopLag } from "../host/index.ts";
+import { commitMsBounds, type Engine, type EngineStats, type LoopLag } from "../host/index.ts";
 
 // Prometheus metrics, served at GET /metrics. Request metrics are observed
 // on the hot path through label-bound children; engine figures are read
@@ -59,11 +59,7 @@ export class Metrics {
       });
       return scrape;
     };
-    const engineGauge = (
-      name: string,
-      help: string,
-      pick: (s: NonNullable<Awaited<ReturnType<typeof stats>>>) => number,
-    ) =>
+    const engineGauge = (name: string, help: string, pick: (s: EngineStats) => number) =>
       new Gauge({
         name,
         help,
@@ -129,11 +125,7 @@ export class Metrics {
     engineGauge("stockd_open_holds", "Open holds", (s) => s.holds);
     engineGauge("stockd_positions", "SKU positions", (s) => s.positions);
     /** A gauge per worker: `pick` gives each worker's value (null: none). */
-    const workerGauge = (
-      name: string,
-      help: string,
-      pick: (s: NonNullable<Awaited<ReturnType<typeof stats>>>) => (number | null)[],
-    ) =>
+    const workerGauge = (name: string, help: string, pick: (s: EngineStats) => (number | null)[]) =>
       new Gauge({
         name,
         help,
@@ -147,7 +139,7 @@ export class Metrics {
           });
         },
       });
-    const lagSeconds = (s: { loopLags: (LoopLag | null)[] }, of: (l: LoopLag) => number) =>
+    const lagSeconds = (s: EngineStats, of: (l: LoopLag) => number) =>
       s.loopLags.map((l) => (l === null ? null : of(l) / 1000));
     workerGauge(
       "stockd_worker_event_loop_lag_p99_seconds",
