@@ -76,6 +76,11 @@ export class Coordinator {
     private readonly send: Send,
     private readonly now: () => number,
     private readonly config: CoordinatorConfig,
+    /** A decision's write failed: whether it is durable is unknown (a
+     * replicated write may be stored though unacknowledged), so this
+     * process must stop answering and let recovery decide from what is
+     * durable (presumed abort, or the decision found). */
+    private readonly journalFailed: (why: string) => void,
   ) {
     for (const { value } of store.coordinatorRecords("g:")) this.index(value as GroupRecord);
     for (const { value } of store.coordinatorRecords("r:")) {
@@ -200,8 +205,8 @@ export class Coordinator {
     try {
       await this.store.putCoordinatorRecords([[`g:${group.groupId}`, group]]);
     } catch (err) {
-      await Promise.all(members.map((m) => this.send(Op.Abort, { holdId: m.holdId })));
-      return fail(ErrorCode.Unavailable, `coordinator journal failed: ${(err as Error).message}`);
+      // Not aborted here: the decision may be durable all the same.
+      return this.failed(err as Error);
     }
     this.index(group);
     // The decision is durable: the caller may hear "ok" now. Confirming is
@@ -272,12 +277,18 @@ export class Coordinator {
     try {
       await this.store.putCoordinatorRecords([[`g:${group.groupId}`, group]]);
     } catch (err) {
-      group.settlement = null;
-      await Promise.all(pinned.map((m) => this.send(Op.Unpin, { holdId: m.holdId })));
-      return fail(ErrorCode.Unavailable, `coordinator journal failed: ${(err as Error).message}`);
+      // Not unpinned here: the settlement may be durable all the same.
+      return this.failed(err as Error);
     }
     const results = await Promise.all(pinned.map((m) => this.applyTo(m, settlement)));
     return (results.find((r) => !r.ok) as Failure | undefined) ?? { ok: true };
+  }
+
+  /** A decision's write failed: the outcome is left to recovery. */
+  private failed(err: Error): Failure {
+    const why = `coordinator journal failed: ${err.message}`;
+    this.journalFailed(why);
+    return fail(ErrorCode.Unavailable, `${why} (the outcome is decided at recovery)`);
   }
 
   private applyTo(m: GroupMember, s: Settlement): Promise<Answer> {

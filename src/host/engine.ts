@@ -197,6 +197,8 @@ export class Engine {
   replicateFn: ((items: PublishItem[]) => Promise<void>) | null = null;
   private manualPulse = false;
   private wheelTickMs = 0;
+  /** Breaks the engine down and tells its owner (a journal failed). */
+  private journalFailed: (why: string) => void = () => undefined;
 
   private constructor(
     readonly dataDir: string,
@@ -317,6 +319,7 @@ export class Engine {
     }
     engine = new Engine(options.dataDir, partitionCount, links);
     engine.replicateFn = options.replicate ?? null;
+    engine.journalFailed = broken;
     engine.manualPulse = options.manualPulse ?? false;
     engine.wheelTickMs = configs[0]!.wheelTickMs;
     engine.recovered = recovered.sort((a, b) => a.partition - b.partition);
@@ -357,6 +360,7 @@ export class Engine {
       (op, arg) => this.route(op, arg),
       options.now ?? Date.now,
       { holdDurationMs: c.holdDurationMs, idempotencyWindowMs: c.idempotencyWindowMs },
+      (why) => this.journalFailed(why),
     );
     // A follower leaves the decisions to its leader; it reads them.
     if (this.follower) return;

@@ -389,3 +389,68 @@ describe("start-up after a crash mid-protocol", () => {
     ]);
   });
 });
+
+describe("a decision whose write fails", () => {
+  /** The coordinator's records go through a replica that stores them here
+   * and then fails (the answer lost: "stored"), or fails without storing
+   * ("lost"), once `failing` is set. */
+  async function withReplica(dataDir: string, outcome: "stored" | "lost") {
+    const state = { failing: false, broken: [] as string[] };
+    const e = await open(dataDir, {
+      workerCount: 2,
+      onBroken: (why) => state.broken.push(why),
+      coordinatorReplica: (store) => ({
+        replicateCoordinator: async (writes) => {
+          if (!state.failing || outcome === "stored") await store.writeCoordinator(writes, false);
+          if (state.failing) throw new Error("the replica's answer was lost");
+        },
+      }),
+    });
+    return { e, state };
+  }
+
+  it.each(["stored", "lost"] as const)(
+    "stops the engine without undoing; restart decides by what is durable (%s)",
+    async (outcome) => {
+      let { e, state } = await withReplica(tempDir(), outcome);
+      await stock(e);
+      state.failing = true;
+      const r = await e.reserve({ lines: lines([2, 2, 2]) });
+      expect(r).toMatchObject({ ok: false, code: ErrorCode.Unavailable });
+      expect(r.ok ? "" : r.message).toMatch(/outcome is decided at recovery/);
+      expect(state.broken).toEqual([expect.stringMatching(/coordinator journal failed/)]);
+      // Nothing more is acknowledged by this engine.
+      expect(await e.reserve({ lines: lines([1]) })).toMatchObject({
+        ok: false,
+        code: ErrorCode.Unavailable,
+      });
+      e = await reopen(e);
+      // All or nothing, by what the journal holds: the decision stored means
+      // every part held; lost means every part released (presumed abort).
+      expect(e.reconciled).toMatchObject(
+        outcome === "stored" ? { confirmed: 3, aborted: 0 } : { confirmed: 0, aborted: 3 },
+      );
+      const held = outcome === "stored" ? 2 : 0;
+      expect(await levels(e)).toEqual(products.map(() => [5 - held, held, 0]));
+    },
+  );
+
+  it("a failed fulfil decision is completed or undone at restart, never half", async () => {
+    let { e, state } = await withReplica(tempDir(), "stored");
+    await stock(e);
+    const held = await e.reserve({ lines: lines([1, 2, 3]) });
+    if (!held.ok) throw new Error(held.message);
+    state.failing = true;
+    const f = await e.fulfil({ holdId: held.reservation.holdId });
+    expect(f).toMatchObject({ ok: false, code: ErrorCode.Unavailable });
+    expect(state.broken).toHaveLength(1);
+    e = await reopen(e);
+    // The settlement was stored: restart finishes it on every pinned part.
+    expect(e.reconciled).toMatchObject({ settled: 3 });
+    expect(await levels(e)).toEqual([
+      [4, 0, 1],
+      [3, 0, 2],
+      [2, 0, 3],
+    ]);
+  });
+});
