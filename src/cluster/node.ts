@@ -390,6 +390,10 @@ export class ClusterNode {
       positions,
       fenced: () => this.leases.fenced(),
       observe: (_subject, ms) => this.m.publishSeconds.observe(ms / 1000),
+      onFail: (why) => {
+        this.o.logger.warn({ node: this.o.node, err: why }, "a replicated write failed");
+        if (this.publisher === publisher) this.engineBroken(`a replicated write failed: ${why}`);
+      },
     });
     for (const [p, pos] of batches) publisher.batches.set(p, pos);
     this.publisher = publisher;
@@ -412,6 +416,13 @@ export class ClusterNode {
       }),
     });
     this.role = "leader";
+    // A write that failed while taking over leaves this leader unable to
+    // publish: it steps down at once rather than refuse every write.
+    if (publisher.failed !== null) {
+      void this.change(() =>
+        this.stepDown(`a replicated write failed: ${publisher.failed?.message}`),
+      );
+    }
     this.m.takeovers.inc();
     const ms = Math.round(performance.now() - started);
     this.host.setRole("leader", `leading ${this.partitionCount} partitions`);

@@ -27,6 +27,8 @@ export interface PublisherOptions {
   fenced: () => string | null;
   /** Told of each publish's latency (metrics). */
   observe?: (subject: string, ms: number) => void;
+  /** Told once, when a write failed: the node must step down. */
+  onFail?: (why: string) => void;
 }
 
 /**
@@ -42,7 +44,27 @@ export class Publisher {
    * the node's restart hints and what its snapshots may cover. */
   readonly batches = new Map<number, Position>();
 
+  /** The first write that failed. After it nothing more is published: the
+   * failed message may be stored all the same (its answer lost), so this
+   * leader no longer knows what the stream holds, and a later write under
+   * the same message id would be dropped as its duplicate. The node steps
+   * down and follows the stream again. */
+  private failure: Error | null = null;
+
   constructor(private readonly o: PublisherOptions) {}
+
+  /** Why this publisher stopped publishing, or null. */
+  get failed(): Error | null {
+    return this.failure;
+  }
+
+  private fail(err: Error): Error {
+    if (this.failure === null) {
+      this.failure = err;
+      this.o.onFail?.(err.message);
+    }
+    return err;
+  }
 
   /** Journal batches of one commit: partitions in parallel, each
    * partition's batches in order. */
@@ -94,22 +116,43 @@ export class Publisher {
   private queue(subject: string, store: StoreFn): RecordQueue {
     let q = this.queues.get(subject);
     if (q === undefined) {
-      q = new RecordQueue(store, (writes) => {
-        const h = natsHeaders();
-        h.set(Header.Epoch, String(this.o.gatewayEpoch));
-        h.set(Header.Node, this.o.link.node);
-        const data = new TextEncoder().encode(JSON.stringify(writes));
-        const next = (this.o.positions.get(subject)?.streamSeq ?? 0) + 1;
-        return this.publish(subject, data, `${subject}:${next}:e${this.o.gatewayEpoch}`, h, 0);
-      });
+      q = new RecordQueue(
+        store,
+        (err) => this.fail(err),
+        (writes) => {
+          const h = natsHeaders();
+          h.set(Header.Epoch, String(this.o.gatewayEpoch));
+          h.set(Header.Node, this.o.link.node);
+          const data = new TextEncoder().encode(JSON.stringify(writes));
+          const next = (this.o.positions.get(subject)?.streamSeq ?? 0) + 1;
+          return this.publish(subject, data, `${subject}:${next}:e${this.o.gatewayEpoch}`, h, 0);
+        },
+      );
       this.queues.set(subject, q);
     }
     return q;
   }
 
   /** One message, expected to follow the subject's last one; resolves with
-   * its stream sequence number. */
+   * its stream sequence number. The first failure stops the publisher. */
   private async publish(
+    subject: string,
+    data: Uint8Array,
+    msgID: string,
+    headers: ReturnType<typeof natsHeaders>,
+    journalSeq: number,
+  ): Promise<number> {
+    if (this.failure !== null) {
+      throw new UnavailableError(`replication stopped: ${this.failure.message}`);
+    }
+    try {
+      return await this.publishOnce(subject, data, msgID, headers, journalSeq);
+    } catch (err) {
+      throw this.fail(err as Error);
+    }
+  }
+
+  private async publishOnce(
     subject: string,
     data: Uint8Array,
     msgID: string,
@@ -168,6 +211,7 @@ class RecordQueue {
 
   constructor(
     private readonly store: StoreFn,
+    private readonly failed: (err: Error) => void,
     private readonly send: (writes: unknown[]) => Promise<number>,
   ) {}
 
@@ -189,6 +233,9 @@ class RecordQueue {
         await this.store(batch.writes, seq);
         for (const w of batch.waiters) w.ok();
       } catch (err) {
+        // Stored in the cluster but not here, or not known to be stored:
+        // the publisher stops (later sends fail at once).
+        this.failed(err as Error);
         for (const w of batch.waiters) w.no(err as Error);
       }
     }
