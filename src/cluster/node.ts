@@ -93,6 +93,7 @@ export class ClusterNode {
   private hintTimer: NodeJS.Timeout | null = null;
   private changing: Promise<void> = Promise.resolve();
   private ticking = false;
+  private reporting = false;
   private stopping = false;
   private engine: Engine | null = null;
   private records: RecordStore | null = null;
@@ -355,12 +356,21 @@ export class ClusterNode {
         if (this.role === "follower") this.host.setRole("follower", this.readOnly());
         if (free && this.role === "follower") void this.change(() => this.takeOver());
       }
-      await this.report();
     } catch (err) {
       this.o.logger.warn({ err: (err as Error).message }, "cluster tick failed");
     } finally {
       this.ticking = false;
     }
+    // Apart from the renewal: a report waits for the engine's stats, which
+    // wait for the commit in flight (a publish while JetStream elects a
+    // stream leader takes seconds), and renewing must not wait for that.
+    if (this.reporting) return;
+    this.reporting = true;
+    this.report()
+      .catch((err: Error) => this.o.logger.warn({ err: err.message }, "cluster report failed"))
+      .finally(() => {
+        this.reporting = false;
+      });
   }
 
   /** Takes every lease, applies all the stream holds, fences older
