@@ -8,7 +8,14 @@
 // description and writing a run's results to bench/results.
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  createWriteStream,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -74,6 +81,16 @@ export async function startChild(spec: ChildSpec): Promise<ServerChild> {
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.add(child);
+  // STOCKD_BENCH_LOG_DIR: every line each child prints, to DIR/NAME-PID.log
+  // (with STOCKD_BENCH_NODE_ARGS="--trace-gc", the server's pauses).
+  const logDir = process.env.STOCKD_BENCH_LOG_DIR;
+  if (logDir !== undefined && logDir !== "") {
+    mkdirSync(logDir, { recursive: true });
+    const file = createWriteStream(join(logDir, `${spec.name}-${child.pid}.log`));
+    child.stdout!.pipe(file, { end: false });
+    child.stderr!.pipe(file, { end: false });
+    child.once("exit", () => file.end());
+  }
   const tail: string[] = [];
   const remember = (line: string) => {
     tail.push(line);
