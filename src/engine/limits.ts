@@ -5,10 +5,14 @@
  * low 10 bits (`holdId = seq * 1024 + partition`), so this cannot grow. */
 export const partitionCountMax = 1024;
 
-/** Default partitions for a new data directory: enough to spread over 16
- * workers with room for uneven hashing, few enough that each group commit
- * carries many events per partition. */
-export const partitionCountDefault = 64;
+/** Default partitions for a new data directory: up to 16 workers (one
+ * gateway thread feeds a few at most: a worker reserves millions a second,
+ * the gateway tens of thousands), and few enough that a group commit over
+ * many products carries many events per partition. Each partition a commit
+ * touches is one LMDB record and, replicated, one JetStream publish: with 16
+ * instead of 64, single reservations over 10,000 SKUs ran 16-57% faster
+ * replicated at 29-43% less CPU each, and the same in fsync mode (README). */
+export const partitionCountDefault = 16;
 
 /** Units in one command. Far above any real order line. */
 export const quantityMax = 1_000_000_000;
