@@ -11,7 +11,7 @@ export const partitionCountMax = 1024;
  * many products carries many events per partition. Each partition a commit
  * touches is one LMDB record and, replicated, one JetStream publish: with 16
  * instead of 64, single reservations over 10,000 SKUs ran 16-57% faster
- * replicated at 29-43% less CPU each, and the same in fsync mode (README). */
+ * replicated at 29-43% less CPU each; fsync mode within the noise (README). */
 export const partitionCountDefault = 16;
 
 /** Units in one command. Far above any real order line. */
