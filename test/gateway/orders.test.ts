@@ -118,8 +118,11 @@ describe("checkout idempotency and restarts", () => {
   let warehouses: string[];
   let products: string[];
 
+  // Holds outlast a restart under load unless a test asks for short ones
+  // (`short`) to see them expire.
+  const short = { holdDurationMs: 3000 };
   beforeAll(async () => {
-    h = await startServer({ holdDurationMs: 3000 });
+    h = await startServer({ holdDurationMs: 60_000 });
     const s = await seed(h, {
       warehouses: [
         { name: "A", lat: "10° N", long: "70° E" },
@@ -198,6 +201,7 @@ describe("checkout idempotency and restarts", () => {
   });
 
   it("a restart with orders pending: their holds still expire on time, and the orders with them", async () => {
+    await h.restart(short);
     const dave = await fill("dave", [[4, 3]]);
     const erin = await fill("erin", [[5, 2]]);
     const d = await h.http.post(`/v1/checkout?cartId=${dave.cartId}`, dave.token);
@@ -206,7 +210,7 @@ describe("checkout idempotency and restarts", () => {
     const cancelled = await h.http.post(`/v1/orders/${e.body.id}/cancel`, erin.token);
     expect(cancelled.body.status).toBe("CANCELLED");
     expect((await reservedOf(products[5]!)).reserved).toBe(0);
-    await h.restart();
+    await h.restart(short);
     expect((await reservedOf(products[4]!)).reserved).toBe(3);
     const till = Date.parse(d.body.reservedTill);
     await sleep(Math.max(0, till - Date.now()) + 400);
@@ -217,6 +221,7 @@ describe("checkout idempotency and restarts", () => {
     const cart = await h.http.get("/v1/cart/items", dave.token);
     expect(cart.body.items).toHaveLength(1);
     expect(cart.body.pendingOrderId).toBeUndefined();
+    await h.restart();
   });
 
   it("gRPC: checkout and reservation are idempotent by request_id, also across a restart", async () => {
@@ -256,6 +261,7 @@ describe("checkout idempotency and restarts", () => {
   });
 
   it("an order whose deadline passed while stockd was down expires at start", async () => {
+    await h.restart(short);
     const frank = await fill("frank", [[3, 4]]);
     const o = await h.http.post(`/v1/checkout?cartId=${frank.cartId}`, frank.token);
     expect(o.status).toBe(201);
