@@ -367,7 +367,9 @@ export class ClusterNode {
     if (this.reporting) return;
     this.reporting = true;
     this.report()
-      .catch((err: Error) => this.o.logger.warn({ err: err.message }, "cluster report failed"))
+      .catch((err: Error) => {
+        if (!this.stopping) this.o.logger.warn({ err: err.message }, "cluster report failed");
+      })
       .finally(() => {
         this.reporting = false;
       });

@@ -37,18 +37,24 @@ async function stored(subject: string): Promise<unknown[]> {
 
 const write = (key: string): RecordWrite[] => [{ kind: RecordKind.Key, key, value: { key } }];
 
+/** A fresh leader's publisher (nothing published yet) and what it reported. */
+function publisherWith(fenced: () => string | null) {
+  const failures: string[] = [];
+  const publisher = new Publisher({
+    link,
+    epochs: [1],
+    gatewayEpoch: 1,
+    positions: new Map(),
+    fenced,
+    onFail: (why) => failures.push(why),
+  });
+  return { publisher, failures };
+}
+
 describe("a publisher whose write failed", () => {
   it("publishes nothing more once a write's outcome is unknown, and says so once", async () => {
     let fence: string | null = null;
-    const failures: string[] = [];
-    const publisher = new Publisher({
-      link,
-      epochs: [1],
-      gatewayEpoch: 1,
-      positions: new Map(),
-      fenced: () => fence,
-      onFail: (why) => failures.push(why),
-    });
+    const { publisher, failures } = publisherWith(() => fence);
     const local: unknown[] = [];
     const store = async (w: RecordWrite[]) => void local.push(...w.map((x) => x.key));
     await publisher.publishRecords(write("first"), store);
@@ -81,15 +87,7 @@ describe("a publisher whose write failed", () => {
   });
 
   it("stops when another leader wrote the subject", async () => {
-    const failures: string[] = [];
-    const publisher = new Publisher({
-      link,
-      epochs: [1],
-      gatewayEpoch: 1,
-      positions: new Map(),
-      fenced: () => null,
-      onFail: (why) => failures.push(why),
-    });
+    const { publisher, failures } = publisherWith(() => null);
     const subject = link.names.coordinator;
     const store = async () => undefined;
     await expect(publisher.publishCoordinator([{ key: "x", value: 1 }], store)).resolves.toBe(
