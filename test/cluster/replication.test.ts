@@ -430,3 +430,55 @@ describe("cluster settings that cannot work fail at start-up", () => {
     await nc.close();
   }, 30_000);
 });
+
+describe("a leader whose replicated write is refused", () => {
+  beforeAll(async () => {
+    nats = await startNats({ size: 1 });
+  }, 30_000);
+  afterAll(async () => {
+    for (const s of running.splice(0)) await s.close().catch(() => undefined);
+    await nats?.stop();
+  }, 60_000);
+
+  it("steps down; a leader carries on and nothing acknowledged is lost", async () => {
+    const x = await leading(await node("x", { clusterName: "w" }));
+    const y = await node("y", { clusterName: "w" });
+    const world = await workload(x, 20, 21);
+    // Another writer appends to the leader's records subject (a fence
+    // message: followers skip it), so the leader's next records write
+    // expects a last message that is no longer last and is refused.
+    const nc = await connect({ servers: nats.url });
+    const h = natsHeaders();
+    h.set("Stockd-Fence", "0");
+    await nc.jetstream().publish("stockd.w.records", new Uint8Array(0), { headers: h });
+    await nc.close();
+    const refused = await new Http(() => x.httpPort).post("/v1/warehouses", world.admin, {
+      name: "refused",
+      address: "x",
+      lat: "1",
+      long: "2",
+    });
+    expect(refused.status).toBe(503);
+    expect(refused.body.error.message).toMatch(/another leader wrote/);
+    // The refused leader does not go on refusing: it steps down, and a
+    // leader (either node) accepts writes again within a few leases.
+    const next = await until(
+      "a leader that accepts a records write",
+      async () => {
+        const leader = [x, y].find((s) => s.clusterNode?.role === "leader");
+        if (leader === undefined) return null;
+        const r = await new Http(() => leader.httpPort).post("/v1/warehouses", world.admin, {
+          name: "accepted",
+          address: "x",
+          lat: "1",
+          long: "2",
+        });
+        return r.status === 201 ? leader : null;
+      },
+      30_000,
+    );
+    const follower = next === x ? y : x;
+    await sameState(next, follower);
+    await sameView(next, follower, world);
+  }, 120_000);
+});
