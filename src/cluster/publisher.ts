@@ -176,7 +176,15 @@ export class Publisher {
       } catch (err) {
         const message = (err as Error).message;
         if (/wrong last sequence/i.test(message)) {
-          throw new FencedError(`another leader wrote ${subject}: ${message}`);
+          // An earlier try may have been stored, its answer lost, and its id
+          // forgotten (a new stream leader keeps no record of recent ids):
+          // if the subject's last message is this one, it is stored.
+          const stored = await this.storedAs(subject, msgID);
+          if (stored === null) {
+            throw new FencedError(`another leader wrote ${subject}: ${message}`);
+          }
+          seq = stored;
+          break;
         }
         // No answer (JetStream electing a stream leader, a NATS server
         // gone): the same message id is stored at most once, so retry
@@ -195,6 +203,15 @@ export class Publisher {
     if (after !== null) throw new FencedError(after);
     this.o.positions.set(subject, { streamSeq: seq, journalSeq });
     return seq;
+  }
+
+  /** The stream seq of the subject's last message when it carries this
+   * message id, else null. */
+  private async storedAs(subject: string, msgID: string): Promise<number | null> {
+    const m = await this.o.link.jsm.streams
+      .getMessage(this.o.link.names.stream, { last_by_subj: subject })
+      .catch(() => null);
+    return m !== null && m.header?.get("Nats-Msg-Id") === msgID ? m.seq : null;
   }
 }
 

@@ -1,3 +1,4 @@
+import { nanos, headers as natsHeaders } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ClusterLink, openCluster } from "../../src/cluster/connection.ts";
 import { FencedError, Publisher } from "../../src/cluster/publisher.ts";
@@ -38,10 +39,10 @@ async function stored(subject: string): Promise<unknown[]> {
 const write = (key: string): RecordWrite[] => [{ kind: RecordKind.Key, key, value: { key } }];
 
 /** A fresh leader's publisher (nothing published yet) and what it reported. */
-function publisherWith(fenced: () => string | null) {
+function publisherWith(fenced: () => string | null, on: ClusterLink = link) {
   const failures: string[] = [];
   const publisher = new Publisher({
-    link,
+    link: on,
     epochs: [1],
     gatewayEpoch: 1,
     positions: new Map(),
@@ -101,5 +102,42 @@ describe("a publisher whose write failed", () => {
       /replication stopped/,
     );
     expect(failures).toHaveLength(1);
+  });
+});
+
+describe("a write stored though its answer was lost", () => {
+  it("is recognised by its message id once JetStream forgot the id, not taken for another leader's", async () => {
+    const own = await openCluster({ servers: nats.url, cluster: "pub2", node: "a", replicas: 1 });
+    try {
+      // JetStream forgets message ids after the duplicate window (and a new
+      // stream leader starts without them): here after 100 ms.
+      const info = await own.jsm.streams.info(own.names.stream);
+      await own.jsm.streams.update(own.names.stream, {
+        ...info.config,
+        duplicate_window: nanos(100),
+      });
+      const { publisher, failures } = publisherWith(() => null, own);
+      const subject = own.names.coordinator;
+      const store = async () => undefined;
+      await publisher.publishCoordinator([{ key: "x", value: 1 }], store);
+      const first = (await own.jsm.streams.info(own.names.stream)).state.last_seq;
+      // The next write's first try was stored, and its answer lost: the
+      // stream holds it under the id the publisher will send again.
+      const h = natsHeaders();
+      h.set("Nats-Msg-Id", `${subject}:${first + 1}:e1`);
+      const stored = await own.js.publish(subject, new TextEncoder().encode("[]"), {
+        headers: h,
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      await publisher.publishCoordinator([{ key: "y", value: 2 }], store);
+      expect(failures).toEqual([]);
+      // It is taken as stored where it is; the next write follows it.
+      await publisher.publishCoordinator([{ key: "z", value: 3 }], store);
+      const last = await own.jsm.streams.getMessage(own.names.stream, { last_by_subj: subject });
+      expect(last.seq).toBe(stored.seq + 1);
+      expect(last.json()).toEqual([{ key: "z", value: 3 }]);
+    } finally {
+      await own.nc.close();
+    }
   });
 });
