@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "nats";
 import { type NatsCluster, startNats } from "../../test/cluster/nats.ts";
-import { type ServerChild, startChild } from "./server_child.ts";
+import { type ServerChild, serverNodeArgs, startChild } from "./server_child.ts";
 
 /** How long a node may take to lead or follow once it listens. */
 const roleTimeoutMs = 60_000;
@@ -163,6 +163,7 @@ export async function startNode(
   role: "leader" | "follower" | null,
 ): Promise<StockdNode> {
   const args = [
+    ...serverNodeArgs(),
     "bin/stockd.js",
     "serve",
     ...["--data", dataDir, "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0"],

@@ -192,16 +192,18 @@ export interface StockdOptions {
   jwtSecret: string;
 }
 
-/** `node bin/stockd.js serve` on a fresh temporary data directory, both
- * transports on free ports of the loopback address; started once it logged
- * "ready" (it listens, and answers "not ready", while it recovers). */
-/** STOCKD_BENCH_NODE_ARGS: extra Node flags for the stockd child, such as
- * `--cpu-prof --cpu-prof-dir=DIR` to profile the server under a benchmark's
- * load (Node refuses them in NODE_OPTIONS). */
-function serverNodeArgs(): string[] {
+/** STOCKD_BENCH_NODE_ARGS: extra Node flags for every stockd child of the
+ * benchmarks, such as `--cpu-prof --cpu-prof-dir=DIR` to profile the server
+ * under a benchmark's load, or `--trace-gc` (Node refuses them in
+ * NODE_OPTIONS). */
+export function serverNodeArgs(): string[] {
   const value = process.env.STOCKD_BENCH_NODE_ARGS ?? "";
   return value.split(" ").filter((arg) => arg !== "");
 }
+
+/** `node bin/stockd.js serve` on a fresh temporary data directory, both
+ * transports on free ports of the loopback address; started once it logged
+ * "ready" (it listens, and answers "not ready", while it recovers). */
 
 export async function startStockd(o: StockdOptions): Promise<ServerChild> {
   const dataDir = await mkdtemp(join(tmpdir(), "stockd-bench-gateway-"));
