@@ -204,7 +204,6 @@ export function serverNodeArgs(): string[] {
 /** `node bin/stockd.js serve` on a fresh temporary data directory, both
  * transports on free ports of the loopback address; started once it logged
  * "ready" (it listens, and answers "not ready", while it recovers). */
-
 export async function startStockd(o: StockdOptions): Promise<ServerChild> {
   const dataDir = await mkdtemp(join(tmpdir(), "stockd-bench-gateway-"));
   const args = [

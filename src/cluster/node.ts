@@ -431,9 +431,7 @@ export class ClusterNode {
     // A write that failed while taking over leaves this leader unable to
     // publish: it steps down at once rather than refuse every write.
     if (publisher.failed !== null) {
-      void this.change(() =>
-        this.stepDown(`a replicated write failed: ${publisher.failed?.message}`),
-      );
+      this.engineBroken(`a replicated write failed: ${publisher.failed.message}`);
     }
     this.m.takeovers.inc();
     const ms = Math.round(performance.now() - started);

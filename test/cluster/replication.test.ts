@@ -328,7 +328,8 @@ describe("replication over NATS JetStream", () => {
   }, 120_000);
 });
 
-describe("cluster settings that cannot work fail at start-up", () => {
+/** A nats-server of its own for a describe block; its nodes are closed after. */
+function oneNatsServer(): void {
   beforeAll(async () => {
     nats = await startNats({ size: 1 });
   }, 30_000);
@@ -336,6 +337,10 @@ describe("cluster settings that cannot work fail at start-up", () => {
     for (const s of running.splice(0)) await s.close().catch(() => undefined);
     await nats?.stop();
   }, 60_000);
+}
+
+describe("cluster settings that cannot work fail at start-up", () => {
+  oneNatsServer();
 
   it("an unreachable NATS is a clear error within seconds", async () => {
     const started = Date.now();
@@ -432,13 +437,7 @@ describe("cluster settings that cannot work fail at start-up", () => {
 });
 
 describe("a leader whose replicated write is refused", () => {
-  beforeAll(async () => {
-    nats = await startNats({ size: 1 });
-  }, 30_000);
-  afterAll(async () => {
-    for (const s of running.splice(0)) await s.close().catch(() => undefined);
-    await nats?.stop();
-  }, 60_000);
+  oneNatsServer();
 
   it("steps down; a leader carries on and nothing acknowledged is lost", async () => {
     const x = await leading(await node("x", { clusterName: "w" }));
