@@ -367,8 +367,10 @@ async function readStatus(nc: NatsConnection, s: ClusterSettings): Promise<Clust
   const names = s.names;
   const js = nc.jetstream({ timeout: connectTimeoutMs });
   const kv = await js.views.kv(names.leases, { bindOnly: true });
-  const keys: string[] = [];
-  for await (const k of await kv.keys()) keys.push(k);
+  // A key updated while the listing runs can be listed twice.
+  const keySet = new Set<string>();
+  for await (const k of await kv.keys()) keySet.add(k);
+  const keys = [...keySet];
   const meta = await entryJson<{ partitionCount: number; idempotencyWindowMs: number }>(
     kv,
     metaKey,

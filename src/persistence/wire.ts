@@ -4,8 +4,21 @@
 // protobuf-es's reflective codec runs at ~150k events/s here, far below what
 // the journal and replay need.
 
+import { configureTextEncoding, getTextEncoding } from "@bufbuild/protobuf/wire";
+
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a string that starts with U+FEFF keeps it. By default the
+// decoder drops a leading byte-order mark, so an id "\uFEFFp" came back
+// from the journal as "p" and replay gave another state than the live one.
+const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+// protobuf-es (the other gRPC methods, and tools reading the journal) decodes
+// strings the same way: every process that loads this codec agrees with it.
+const looseDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
+configureTextEncoding({
+  ...getTextEncoding(),
+  decodeUtf8: (bytes, strict) => (strict ? textDecoder : looseDecoder).decode(bytes),
+});
 
 export class WireError extends Error {
   override name = "WireError";

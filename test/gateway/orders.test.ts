@@ -201,7 +201,10 @@ describe("checkout idempotency and restarts", () => {
   });
 
   it("a restart with orders pending: their holds still expire on time, and the orders with them", async () => {
-    await h.restart(short);
+    // Long enough that the hold outlives two restarts on a loaded machine
+    // (checked below), short enough to watch it expire.
+    const holds = { holdDurationMs: 8000 };
+    await h.restart(holds);
     const dave = await fill("dave", [[4, 3]]);
     const erin = await fill("erin", [[5, 2]]);
     const d = await h.http.post(`/v1/checkout?cartId=${dave.cartId}`, dave.token);
@@ -210,9 +213,12 @@ describe("checkout idempotency and restarts", () => {
     const cancelled = await h.http.post(`/v1/orders/${e.body.id}/cancel`, erin.token);
     expect(cancelled.body.status).toBe("CANCELLED");
     expect((await reservedOf(products[5]!)).reserved).toBe(0);
-    await h.restart(short);
-    expect((await reservedOf(products[4]!)).reserved).toBe(3);
+    await h.restart(holds);
     const till = Date.parse(d.body.reservedTill);
+    expect(Date.now(), "the restart outlasted the hold: no check of it before expiry").toBeLessThan(
+      till,
+    );
+    expect((await reservedOf(products[4]!)).reserved).toBe(3);
     await sleep(Math.max(0, till - Date.now()) + 400);
     expect(await reservedOf(products[4]!)).toMatchObject({ available: 20, reserved: 0 });
     const order = await h.http.get(`/v1/orders/${d.body.id}`, dave.token);
