@@ -1,6 +1,8 @@
 // The HTTP gateway benchmark: stockd (`bin/stockd.js serve`, a child
 // process) and a bare node:http echo server (another child) driven by the
-// same autocannon load with the same connections and duration. Prints
+// same autocannon load with the same connections and duration; on the
+// closed-loop reserve scenarios also the JSON floor (bench/lib/floor_http.ts:
+// node:http that parses, validates and answers JSON, nothing else). Prints
 // requests/s, p50/p99, the server's CPU per request and every answer by
 // status (2xx, 409, 429 and the rest apart: an answer is not a success);
 // stockd's throughput as a fraction of the echo's; a markdown table; writes
@@ -43,6 +45,7 @@ import {
   otherCoresNoticeable,
   type ServerChild,
   startEcho,
+  startFloor,
   startStockd,
   writeResults,
 } from "./lib/server_child.ts";
@@ -172,9 +175,14 @@ const { positive, count, parseOrUsage, usage } = benchArgs(() => help);
 
 // ---- one run ------------------------------------------------------------------------------
 
+/** echo: the bare transport; floor: node:http that parses, validates and
+ * answers JSON (bench/lib/floor_http.ts), run beside them on the closed-loop
+ * reserve scenarios. */
+type ServerKind = "stockd" | "echo" | "floor";
+
 interface Run {
   scenario: ScenarioName;
-  server: "stockd" | "echo";
+  server: ServerKind;
   connections: number;
   ratePerS: number | null;
   load: HttpLoadResult;
@@ -224,7 +232,7 @@ async function runOne(
   s: Settings,
   scenario: ScenarioName,
   server: ServerChild,
-  isEcho: boolean,
+  kind: ServerKind,
   workload: HttpWorkload,
   ratePerS: number | null,
 ): Promise<Run> {
@@ -244,10 +252,10 @@ async function runOne(
   const onPhase = (mark: PhaseMark) => {
     if (mark === "measure") {
       meter.start();
-      if (!isEcho) atStart = scrape(url);
+      if (kind === "stockd") atStart = scrape(url);
     } else {
       meter.stop();
-      if (!isEcho) atEnd = scrape(url);
+      if (kind === "stockd") atEnd = scrape(url);
     }
   };
   const load =
@@ -264,7 +272,7 @@ async function runOne(
   const counts = countsOf(load.byStatus);
   return {
     scenario,
-    server: isEcho ? "echo" : "stockd",
+    server: kind,
     connections: s.connections,
     ratePerS,
     load,
@@ -375,18 +383,56 @@ function comparisons(runs: Run[]): Comparison[] {
   return compareWithEcho(runs, throughputOf);
 }
 
-function markdown(runs: Run[], cmp: Comparison[]): string {
+interface FloorComparison {
+  scenario: ScenarioName;
+  floor: number;
+  echo: number;
+  floorOfEcho: number;
+  stockd: number | null;
+  stockdOfFloor: number | null;
+}
+
+/** Each floor run against the echo and stockd runs of its scenario. */
+function floorComparisons(runs: Run[]): FloorComparison[] {
+  const out: FloorComparison[] = [];
+  for (const f of runs) {
+    if (f.server !== "floor") continue;
+    const of = (kind: ServerKind) =>
+      runs.find((r) => r.server === kind && r.scenario === f.scenario && r.ratePerS === null);
+    const echo = of("echo");
+    if (echo === undefined) continue;
+    const stockd = of("stockd");
+    const floor = throughputOf(f);
+    const e = throughputOf(echo);
+    out.push({
+      scenario: f.scenario,
+      floor,
+      echo: e,
+      floorOfEcho: e > 0 ? round(floor / e, 3) : 0,
+      stockd: stockd === undefined ? null : throughputOf(stockd),
+      stockdOfFloor:
+        stockd === undefined || floor <= 0 ? null : round(throughputOf(stockd) / floor, 3),
+    });
+  }
+  return out;
+}
+
+function markdown(runs: Run[]): string {
   const lines = [
     "| scenario | server | load | req/s | throughput | vs echo | p50 ms | p99 ms | 2xx / 409 / 429 / other | server CPU µs/req |",
     "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
   ];
   for (const r of runs) {
-    const c = r.server === "stockd" ? cmp.find((x) => x.scenario === r.scenario) : undefined;
+    const echo = runs.find((e) => e.server === "echo" && e.scenario === r.scenario);
+    const vsEcho =
+      r.server === "echo" || r.ratePerS !== null || echo === undefined || throughputOf(echo) <= 0
+        ? ""
+        : `${((throughputOf(r) / throughputOf(echo)) * 100).toFixed(0)}%`;
     const load = loadText(r);
     const other = r.counts.otherClient + r.counts.server + r.load.errors + r.load.timeouts;
     lines.push(
       `| ${r.scenario} | ${r.server} | ${load} | ${grouped(r.answersPerS)} | ${headline(r)} | ` +
-        `${c === undefined || r.ratePerS !== null ? "" : `${(c.fraction * 100).toFixed(0)}%`} | ` +
+        `${vsEcho} | ` +
         `${ms(r.load.okLatency.p50Ms)} | ${ms(r.load.okLatency.p99Ms)} | ` +
         `${r.counts.ok} / ${r.counts.conflict} / ${r.counts.overload} / ${other} | ` +
         `${r.cpu.serverUsPerOp ?? "-"} |`,
@@ -443,6 +489,7 @@ async function main(): Promise<void> {
   );
   const secret = jwtSecret();
   const echo = await startEcho("http");
+  const floor = await startFloor();
   let stockd: ServerChild | null = null;
   try {
     const tokens = await signTokens(secret, s.connections * customersPerConnection);
@@ -465,7 +512,7 @@ async function main(): Promise<void> {
           `${((performance.now() - t0) / 1000).toFixed(1)} s`,
       );
     }
-    const runs = await runScenarios(s, seed, tokens, echo, stockd);
+    const runs = await runScenarios(s, seed, tokens, { echo, floor, stockd });
     report(s, m, runs, started);
   } catch (err) {
     if (stockd !== null) {
@@ -474,6 +521,7 @@ async function main(): Promise<void> {
     throw err;
   } finally {
     await echo.stop();
+    await floor.stop();
     await stockd?.stop();
   }
 }
@@ -482,9 +530,9 @@ async function runScenarios(
   s: Settings,
   seed: GatewaySeed,
   tokens: Tokens,
-  echo: ServerChild,
-  stockd: ServerChild | null,
+  servers: { echo: ServerChild; floor: ServerChild; stockd: ServerChild | null },
 ): Promise<Run[]> {
+  const { echo, floor, stockd } = servers;
   const runs: Run[] = [];
   const wanted = new Set<ScenarioName>(s.only);
   // The half-rate run needs the closed-loop maximum it halves.
@@ -502,9 +550,12 @@ async function runScenarios(
       );
       rate = Math.max(1, Math.round((max?.okPerS ?? 0) / 2));
     }
-    for (const server of stockd === null ? [echo] : [echo, stockd]) {
+    const order: [ServerKind, ServerChild][] = [["echo", echo]];
+    if (name === "reserve-hot" || name === "reserve-uniform") order.push(["floor", floor]);
+    if (stockd !== null) order.push(["stockd", stockd]);
+    for (const [kind, server] of order) {
       const t0 = performance.now();
-      const r = await runOne(s, name, server, server === echo, workload, rate);
+      const r = await runOne(s, name, server, kind, workload, rate);
       runs.push(r);
       console.log(
         `${name} / ${r.server}: ${grouped(r.answersPerS)} req/s, ${headline(r)}, ` +
@@ -537,6 +588,30 @@ function report(s: Settings, m: ReturnType<typeof machine>, runs: Run[], started
     ),
   );
   console.log("(answers/s; flow: completed flows/s)");
+  const floors = floorComparisons(runs);
+  if (floors.length > 0) {
+    console.log(
+      "\n== The JSON floor: node:http that parses the body, validates it with stockd's schema " +
+        "(Ajv) and answers JSON, and does nothing else",
+    );
+    console.log(
+      table(
+        ["scenario", "floor", "echo", "floor/echo", "stockd", "stockd/floor"],
+        floors.map((f) => [
+          f.scenario,
+          grouped(f.floor),
+          grouped(f.echo),
+          `${(f.floorOfEcho * 100).toFixed(1)}%`,
+          f.stockd === null ? "-" : grouped(f.stockd),
+          f.stockdOfFloor === null ? "-" : `${(f.stockdOfFloor * 100).toFixed(1)}%`,
+        ]),
+      ),
+    );
+    console.log(
+      "(floor/echo bounds stockd/echo from above: what a handler keeps of the echo's rate\n" +
+        " once it reads JSON properly, before any token, engine or journal work)",
+    );
+  }
   const targets = targetsOf(runs, cmp);
   console.log("\n== Targets");
   console.log(
@@ -549,7 +624,7 @@ function report(s: Settings, m: ReturnType<typeof machine>, runs: Run[], started
     `${m.cores} cores (${m.cpuModel}), Node ${m.node}, commit ${m.commit}, ` +
     `durability ${s.durability}, hold ${s.holdDuration}, autocannon, ${s.connections} connections, ` +
     `${s.durationMs / 1000} s per run${s.quick ? " (quick)" : ""}`;
-  const md = `_${caption}_\n\n${markdown(runs, cmp)}`;
+  const md = `_${caption}_\n\n${markdown(runs)}`;
   console.log("\n== Markdown\n");
   console.log(md);
   const elapsedS = round((performance.now() - started) / 1000, 1);
@@ -559,6 +634,7 @@ function report(s: Settings, m: ReturnType<typeof machine>, runs: Run[], started
     seedPlan,
     runs,
     comparisons: cmp,
+    floorComparisons: floors,
     targets,
     markdown: md,
     elapsedS,

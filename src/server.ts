@@ -335,12 +335,30 @@ function bind(server: grpc.Server, address: string): Promise<number> {
   });
 }
 
-/** Waits for requests in flight, at most 10 s, then cuts what is left
- * (a keep-alive connection would otherwise hold the stop for its timeout). */
-function shutdownHttp(app: FastifyInstance): Promise<void> {
-  return new Promise((resolve) => {
+/** How long a stopping server keeps reading its open connections, so that
+ * requests already sent are refused in the error shape (503 "stockd is
+ * stopping", `Connection: close`) instead of being cut off with their
+ * connection. */
+const httpDrainMs = 250;
+
+/**
+ * Stops HTTP gracefully: requests already on the wire are read and refused
+ * (httpDrainMs), then the listener closes; requests in flight are finished,
+ * each connection is closed once it has no request in flight, and whatever
+ * is left after 10 s is cut.
+ */
+async function shutdownHttp(app: FastifyInstance): Promise<void> {
+  const server = app.server;
+  const open = await new Promise<number>((resolve) =>
+    server.getConnections((err, n) => resolve(err === null ? n : 1)),
+  );
+  if (open > 0) await new Promise((resolve) => setTimeout(resolve, httpDrainMs));
+  // A keep-alive connection whose last request finishes after the close
+  // began is idle from then on: close it then, not after keepAliveTimeout.
+  const idle = setInterval(() => server.closeIdleConnections(), 50);
+  await new Promise<void>((resolve) => {
     const timer = setTimeout(() => {
-      app.server.closeAllConnections();
+      server.closeAllConnections();
       resolve();
     }, 10_000);
     app.close().then(() => {
@@ -348,6 +366,7 @@ function shutdownHttp(app: FastifyInstance): Promise<void> {
       resolve();
     });
   });
+  clearInterval(idle);
 }
 
 /** Waits for calls in flight, at most 10 s, then cuts what is left. */

@@ -7,6 +7,7 @@
 // Prints one JSON line {"msg":"listening","httpPort":N}; stops on SIGTERM.
 
 import { createServer } from "node:http";
+import { listenAsChild } from "./child_listen.ts";
 
 const answer = Buffer.from('{"id":"echo","status":"OK"}');
 
@@ -22,13 +23,4 @@ const server = createServer((req, res) => {
   });
 });
 
-server.listen(Number(process.argv[2] ?? 0), "127.0.0.1", () => {
-  const address = server.address();
-  const port = typeof address === "object" && address !== null ? address.port : 0;
-  process.stdout.write(`${JSON.stringify({ msg: "listening", httpPort: port })}\n`);
-});
-
-process.once("SIGTERM", () => {
-  server.close(() => process.exit(0));
-  server.closeAllConnections();
-});
+listenAsChild(server, Number(process.argv[2] ?? 0));

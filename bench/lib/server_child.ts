@@ -246,6 +246,11 @@ export function startEcho(transport: "http" | "grpc"): Promise<ServerChild> {
   });
 }
 
+/** The HTTP benchmark's JSON floor (bench/lib/floor_http.ts). */
+export function startFloor(): Promise<ServerChild> {
+  return startChild({ name: "floor-http", args: ["--import", "tsx", "bench/lib/floor_http.ts"] });
+}
+
 // ---- CPU time of a process ----------------------------------------------------
 
 let clockTicksPerS: number | null = null;

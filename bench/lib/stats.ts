@@ -163,7 +163,7 @@ export interface EchoComparison<S extends string> {
 }
 
 interface ComparedRun<S extends string> {
-  server: "stockd" | "echo";
+  server: "stockd" | "echo" | "floor";
   scenario: S;
   ratePerS: number | null;
   cpu: { otherCores: number | null };

@@ -16,6 +16,9 @@ export class Metrics {
   private readonly latency: Histogram<"transport" | "method">;
   private readonly reservations: Counter<"outcome">;
   private readonly latencyOf = new Map<string, { observe(seconds: number): void }>();
+  /** Label-bound children by their labels joined (see `kept`). */
+  private readonly requestsOf = new Map<string, { inc(n?: number): void }>();
+  private readonly reservationsOf = new Map<string, { inc(n?: number): void }>();
 
   constructor(engine: () => Engine | null) {
     const registers = [this.registry];
@@ -166,17 +169,21 @@ export class Metrics {
   /** Records one answered request. */
   observe(transport: string, method: string, code: string, seconds: number): void {
     const key = `${transport} ${method}`;
-    let h = this.latencyOf.get(key);
-    if (h === undefined) {
-      h = this.latency.labels(transport, method);
-      this.latencyOf.set(key, h);
-    }
+    const h =
+      this.latencyOf.get(key) ?? kept(this.latencyOf, key, this.latency.labels(transport, method));
     h.observe(seconds);
-    this.requests.inc({ transport, method, code });
+    const counted = `${key} ${code}`;
+    const c =
+      this.requestsOf.get(counted) ??
+      kept(this.requestsOf, counted, this.requests.labels(transport, method, code));
+    c.inc();
   }
 
   reservation(outcome: string, count = 1): void {
-    this.reservations.inc({ outcome }, count);
+    const c =
+      this.reservationsOf.get(outcome) ??
+      kept(this.reservationsOf, outcome, this.reservations.labels(outcome));
+    c.inc(count);
   }
 
   text(): Promise<string> {
@@ -186,4 +193,12 @@ export class Metrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** Keeps a metric's child bound to one set of labels under `key` (its
+ * labels joined), and returns it: made once, on the first request with
+ * those labels; a labels object would be hashed on every request. */
+function kept<T>(cache: Map<string, T>, key: string, child: T): T {
+  cache.set(key, child);
+  return child;
 }

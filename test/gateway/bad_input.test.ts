@@ -438,6 +438,16 @@ const reservationRows: HttpCase[] = [
   }),
   reserve('Idempotency-Key "a b" (a space)', reserveOk, 400, BAD, { "idempotency-key": "a b" }),
   reserve("malformed JSON", new Raw('{"lines":[')),
+  reserve(
+    "__proto__ in the body",
+    new Raw('{"__proto__":{"x":1},"lines":[{"productId":"$p1","warehouseId":"$w1","quantity":1}]}'),
+  ),
+  reserve(
+    "constructor.prototype in the body",
+    new Raw(
+      '{"constructor":{"prototype":{"x":1}},"lines":[{"productId":"$p1","warehouseId":"$w1","quantity":1}]}',
+    ),
+  ),
   reserve("a JSON array", [reserveOk]),
   reserve("empty body", new Raw("")),
   reserve("no body", undefined),
@@ -1436,6 +1446,44 @@ describe("bad input: every refusal has its status and changes nothing", () => {
   }
   for (const row of grpcRows) {
     it(`gRPC ${row.name} -> ${GrpcStatus[row.code]} ${row.reason}`, () => sendGrpc(row));
+  }
+
+  // POST /v1/reservations has a fast path beside its Fastify route
+  // (reserveFastPath in src/gateway/http.ts); a query string sends the same
+  // request through the route. Both must give the same answer.
+  const parityRows: HttpCase[] = [
+    ...reservationRows,
+    { ...reserve("no token", reserveOk, 401, "UNAUTHENTICATED"), as: "none" },
+    { ...reserve("a customer's token", reserveOk, 403, "PERMISSION_DENIED"), as: "customerA" },
+    reserve("a forged token", reserveOk, 401, "UNAUTHENTICATED", {
+      authorization: "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4Iiwicm9sZSI6ImFkbWluIn0.c2lnbmF0dXJl",
+    }),
+  ];
+  for (const row of parityRows) {
+    it(`HTTP POST /v1/reservations, fast path and route answer alike: ${row.name.split(": ")[1]}`, async () => {
+      const fast = await answerOf(row, "/v1/reservations");
+      const routed = await answerOf(row, "/v1/reservations?through=route");
+      expect(fast, `route answered ${show(routed)}`).toEqual(routed);
+      expect({ status: fast.status, code: fast.body?.error?.code }).toEqual({
+        status: row.status,
+        code: row.code,
+      });
+      await unchanged(row.name);
+    });
+  }
+
+  async function answerOf(row: HttpCase, path: string) {
+    const body = fill(row.body, c);
+    const headers = { ...row.headers };
+    if (body instanceof Raw) headers["content-type"] = body.contentType;
+    const r = await h.http.call(row.method, path, {
+      ...(row.as === "none" || headers.authorization !== undefined
+        ? {}
+        : { token: tokens[row.as] }),
+      ...(body instanceof Raw ? { raw: body.text } : body === undefined ? {} : { body }),
+      headers,
+    });
+    return { status: r.status, body: r.body, contentType: r.headers.get("content-type") };
   }
 
   it("gRPC: a batch answers each bad request on its own and holds nothing for them", async () => {

@@ -21,7 +21,7 @@ describe("reservations", () => {
         { name: "Mumbai", lat: "19.0760° N", long: "72.8777° E" },
         { name: "Delhi", lat: "28.7041° N", long: "77.1025° E" },
       ],
-      products: Array.from({ length: 8 }, (_, i) => ({ name: `Widget ${i}` })),
+      products: Array.from({ length: 9 }, (_, i) => ({ name: `Widget ${i}` })),
     });
     ({ admin, warehouses, products } = s);
     service = await h.token("checkout-svc", "service");
@@ -119,6 +119,58 @@ describe("reservations", () => {
     expect(other.status).toBe(422);
     expect(other.body.error.code).toBe("REQUEST_ID_REUSED");
     expect((await level(p)).reserved).toBe(3);
+  });
+
+  it("HTTP: the reservation fast path and the Fastify route answer alike, replays included", async () => {
+    // A plainly well-formed POST /v1/reservations takes the fast path
+    // (reserveFastPath); with a query string, or a media type spelled
+    // otherwise, the same request goes through the Fastify route.
+    const p = products[8]!;
+    await receive(p, warehouses[1]!, 10);
+    const body = { lines: [{ productId: p, quantity: 2 }], holdSeconds: 600 };
+    const shape = (r: { status: number; body: Record<string, unknown>; headers: Headers }) => ({
+      status: r.status,
+      keys: Object.keys(r.body),
+      status2: r.body.status,
+      lines: r.body.lines,
+      contentType: r.headers.get("content-type"),
+      replayed: r.headers.get("idempotent-replayed"),
+    });
+    const fast = await h.http.post("/v1/reservations", service, body, {
+      "idempotency-key": "fp-1",
+    });
+    const routed = await h.http.post("/v1/reservations?through=route", service, body, {
+      "idempotency-key": "fp-2",
+    });
+    expect(fast.status).toBe(201);
+    expect(shape(fast)).toEqual(shape(routed));
+    expect(fast.body.lines).toEqual([{ productId: p, warehouseId: warehouses[1], quantity: 2 }]);
+    // Hold for 600 s from now, by either path.
+    for (const r of [fast, routed]) {
+      const left = Date.parse(r.body.expiresAt) - Date.now();
+      expect(left).toBeGreaterThan(590_000);
+      expect(left).toBeLessThanOrEqual(600_000);
+    }
+    // A key first used on one path is replayed by the other, byte for byte.
+    const replayRouted = await h.http.call("POST", "/v1/reservations?x=1", {
+      token: service,
+      body,
+      headers: { "idempotency-key": "fp-1", "content-type": "Application/JSON" },
+    });
+    const replayFast = await h.http.post("/v1/reservations", service, body, {
+      "idempotency-key": "fp-2",
+    });
+    expect(replayRouted.body).toEqual(fast.body);
+    expect(replayFast.body).toEqual(routed.body);
+    expect(shape(replayRouted)).toEqual(shape(replayFast));
+    expect(replayFast.headers.get("idempotent-replayed")).toBe("true");
+    expect((await level(p)).reserved).toBe(4);
+    // Both count in the same metrics, under the same method.
+    const metrics = await (await fetch(`http://127.0.0.1:${h.server.httpPort}/metrics`)).text();
+    const served = metrics.match(
+      /stockd_requests_total\{transport="http",method="Reserve",code="OK"\} (\d+)/,
+    );
+    expect(Number(served?.[1])).toBeGreaterThanOrEqual(4);
   });
 
   it("chooses the nearest warehouse with enough, else the one with most, and splits only when it must", async () => {
