@@ -14,6 +14,13 @@ import {
 } from "nats";
 import { type ClusterNames, clusterMetaKey, clusterNames, namePattern } from "./names.ts";
 
+/** Whether JetStream refused a write because its subject (or key) no longer
+ * ends where the writer expected: another writer appended meanwhile, or an
+ * earlier try of the same write was stored with its answer lost. */
+export function refusedAsNotLast(err: unknown): boolean {
+  return /wrong last sequence/i.test((err as Error).message);
+}
+
 /** A cluster setting that cannot work, found at start-up: said clearly,
  * never a hang or a stack trace. */
 export class ClusterConfigError extends Error {

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { Engine } from "../host/index.ts";
 import type { FramedBatch, RecordStore, RecordWrite, Store } from "../persistence/index.ts";
 import type { ClusterLink } from "./connection.ts";
-import { followerPullCountMax, followerQueueCountMax } from "./limits.ts";
+import { followerPullCountMax, followerPullExpiresMs, followerQueueCountMax } from "./limits.ts";
 import { Header, partitionOfSubject } from "./names.ts";
 
 /** Meta keys of a node's stream positions (what it has applied). */
@@ -56,7 +56,7 @@ export class Follower {
   private coordinatorPos: number;
   private waiters: { seq: number; resolve: () => void }[] = [];
   /** When the stream last delivered a message (monotonic ms). */
-  lastMessageMs = performance.now();
+  private lastMessageMs = performance.now();
   failed: Error | null = null;
 
   constructor(private readonly t: FollowerTarget) {
@@ -82,7 +82,10 @@ export class Follower {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: from,
     });
-    const messages = await consumer.consume({ max_messages: followerPullCountMax });
+    const messages = await consumer.consume({
+      max_messages: followerPullCountMax,
+      expires: followerPullExpiresMs,
+    });
     if (this.stopped) {
       messages.stop(); // stopped (given up on) while the consumer was being made
       return;
@@ -112,12 +115,7 @@ export class Follower {
     if (this.appliedStreamSeq >= streamSeq) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const check = setInterval(() => {
-        const why =
-          this.failed !== null
-            ? this.failed.message
-            : performance.now() - this.lastMessageMs > stallMs
-              ? `the stream delivered nothing for ${stallMs} ms at seq ${this.appliedStreamSeq} of ${streamSeq}`
-              : null;
+        const why = this.failed?.message ?? this.stalled(streamSeq, stallMs);
         if (why === null) return;
         clearInterval(check);
         reject(new Error(why));
@@ -132,11 +130,26 @@ export class Follower {
     });
   }
 
-  /** Behind the stream and nothing delivered for `stallMs`. */
-  stalled(streamLastSeq: number, stallMs: number): boolean {
-    return (
-      this.appliedStreamSeq < streamLastSeq && performance.now() - this.lastMessageMs > stallMs
-    );
+  /**
+   * Gives following up when it is behind the stream's `streamLastSeq` and
+   * nothing was delivered for `stallMs` (its consumer lost with a NATS
+   * server, and the client library not remaking it yet): the node then
+   * follows again with a new consumer. Returns whether it gave up.
+   */
+  giveUpIfStalled(streamLastSeq: number, stallMs: number): boolean {
+    const why = this.stalled(streamLastSeq, stallMs);
+    if (why === null) return false;
+    this.fail(new Error(why));
+    return true;
+  }
+
+  /** Why following is stalled: behind `streamSeq` and nothing delivered,
+   * nor being applied (receiving waits for that when far behind), for
+   * `stallMs`. Null when it is not. */
+  private stalled(streamSeq: number, stallMs: number): string | null {
+    const quietMs = this.draining === null ? performance.now() - this.lastMessageMs : 0;
+    if (this.appliedStreamSeq >= streamSeq || quietMs <= stallMs) return null;
+    return `the stream delivered nothing for ${Math.round(quietMs)} ms at seq ${this.appliedStreamSeq} of ${streamSeq}`;
   }
 
   async stop(): Promise<void> {
@@ -156,6 +169,7 @@ export class Follower {
         break;
       }
     }
+    this.lastMessageMs = performance.now();
     this.draining = null;
   }
 

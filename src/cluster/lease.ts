@@ -1,5 +1,6 @@
+import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import type { ClusterLink } from "./connection.ts";
+import { type ClusterLink, refusedAsNotLast } from "./connection.ts";
 import { gatewayLeaseKey, partitionLeaseKey } from "./names.ts";
 
 /** What a lease key holds: who leads and where to reach it. */
@@ -10,6 +11,9 @@ export interface LeaseValue {
   /** The holder's wall clock at the renewal, for operators only: nothing
    * decides by comparing clocks of two machines. */
   renewTimeMs: number;
+  /** Random per process: a renewal found stored whose answer was lost is
+   * known for this process's own (absent in values of older versions). */
+  incarnation?: string;
 }
 
 interface Observed {
@@ -23,7 +27,7 @@ export interface LeaseOptions {
   partitionCount: number;
   leaseMs: number;
   /** Where this node serves (written into its leases). */
-  self: Omit<LeaseValue, "renewTimeMs">;
+  self: Omit<LeaseValue, "renewTimeMs" | "incarnation">;
   logger: Logger;
   /** Told of each renewal round's result (metrics). */
   onRenew?: (ok: boolean) => void;
@@ -48,6 +52,7 @@ export class Leases {
   private held: Map<string, number> | null = null;
   /** Monotonic time until which this node's leases hold. */
   private validUntilMs = 0;
+  private readonly incarnation = randomUUID();
   renewals = 0;
 
   constructor(private readonly o: LeaseOptions) {
@@ -135,30 +140,70 @@ export class Leases {
     return true;
   }
 
-  /** Renews every lease held. False when one could not be renewed: then
-   * this node no longer leads (and `fenced()` says so from now on). */
+  /**
+   * Renews every lease held. False when another node took one (a renewal
+   * refused by compare-and-set): then this node no longer leads, and
+   * `fenced()` says so from now on. A renewal NATS did not answer (a
+   * server or a stream leader lost for a moment) keeps the leases: they
+   * hold until `leaseMs - margin` after the last renewal that succeeded,
+   * and the next tick tries again. So a NATS hiccup shorter than a lease
+   * costs no failover, and a longer one fences this node until it renews
+   * or learns that another node took over.
+   */
   async renew(): Promise<boolean> {
     const held = this.held;
     if (held === null) return false;
     const sent = now();
     const value = this.value();
-    try {
-      const revisions = await Promise.all(
-        [...held].map(([key, revision]) => this.o.link.kv.update(key, value, revision)),
-      );
-      const keys = [...held.keys()];
-      for (let i = 0; i < keys.length; i++) held.set(keys[i]!, revisions[i]!);
-    } catch (err) {
-      this.o.logger.warn({ err: (err as Error).message }, "lease renewal refused: stepping down");
+    const keys = [...held.keys()];
+    const results = await Promise.allSettled(
+      keys.map((key) => this.update(key, value, held.get(key)!)),
+    );
+    if (this.held !== held) return false;
+    const failures: Error[] = [];
+    results.forEach((r, i) => {
+      if (r.status === "fulfilled") held.set(keys[i]!, r.value);
+      else failures.push(r.reason as Error);
+    });
+    const refused = failures.find(refusedAsNotLast);
+    if (refused !== undefined) {
+      this.o.logger.warn({ err: refused.message }, "lease taken by another node: stepping down");
       this.o.onRenew?.(false);
       this.drop();
       return false;
     }
-    if (this.held !== held) return false;
+    if (failures.length > 0) {
+      this.o.logger.warn(
+        { err: failures[0]!.message, validForMs: Math.round(this.validUntilMs - now()) },
+        "lease renewal failed: trying again while the lease holds",
+      );
+      this.o.onRenew?.(false);
+      return true;
+    }
     this.validUntilMs = sent + this.o.leaseMs - this.marginMs;
     this.renewals++;
     this.o.onRenew?.(true);
     return true;
+  }
+
+  /** One key's compare-and-set. A refusal whose key holds a later value
+   * written by this very process is an earlier renewal that was stored
+   * while its answer was lost: that revision is this node's, not another
+   * node's takeover. */
+  private async update(key: string, value: string, revision: number): Promise<number> {
+    try {
+      return await this.o.link.kv.update(key, value, revision);
+    } catch (err) {
+      if (!refusedAsNotLast(err)) throw err;
+      const e = await this.o.link.kv.get(key).catch(() => null);
+      const mine =
+        e !== null &&
+        e.operation === "PUT" &&
+        e.revision > revision &&
+        e.json<LeaseValue>().incarnation === this.incarnation;
+      if (!mine) throw err;
+      return await this.o.link.kv.update(key, value, e.revision);
+    }
   }
 
   /** Deletes the lease keys this node wrote last (after a clean stop):
@@ -180,6 +225,10 @@ export class Leases {
 
   /** What this node writes into each lease it takes or renews. */
   private value(): string {
-    return JSON.stringify({ ...this.o.self, renewTimeMs: Date.now() } satisfies LeaseValue);
+    return JSON.stringify({
+      ...this.o.self,
+      renewTimeMs: Date.now(),
+      incarnation: this.incarnation,
+    } satisfies LeaseValue);
   }
 }

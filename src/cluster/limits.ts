@@ -21,6 +21,12 @@ export const publishRetryMs = 100;
  * before its consumer is remade: at least this, and two leases. */
 export const streamStallMsMin = 3_000;
 
+/** How long one pull of a follower's consumer waits. The client library
+ * sends heartbeats every half of it and gives a consumer up after two
+ * missed ones, then retries every pull's wait: with its 30 s default a
+ * follower whose consumer's NATS server died stayed behind for a minute. */
+export const followerPullExpiresMs = 4_000;
+
 /** Retries of a node that cannot follow (NATS down): doubling up to this. */
 export const followRetryMsMax = 5_000;
 

@@ -11,7 +11,13 @@ import {
   type RecordWrite,
   Store,
 } from "../persistence/index.ts";
-import { type ClusterLink, type ClusterOptions, clusterMeta, openCluster } from "./connection.ts";
+import {
+  type ClusterLink,
+  type ClusterOptions,
+  clusterMeta,
+  openCluster,
+  refusedAsNotLast,
+} from "./connection.ts";
 import { Follower, positionKey } from "./follower.ts";
 import { Leases, type LeaseValue } from "./lease.ts";
 import { followRetryMsMax, leaseMsDefault, snapshotCheckMs, streamStallMsMin } from "./limits.ts";
@@ -471,7 +477,7 @@ export class ClusterNode {
               });
               positions.set(subject, { streamSeq: ack.seq, journalSeq: 0 });
             } catch (err) {
-              if (!/wrong last sequence/i.test((err as Error).message) || attempt >= 10) throw err;
+              if (!refusedAsNotLast(err) || attempt >= 10) throw err;
               refused = true;
             }
           }),
@@ -529,6 +535,7 @@ export class ClusterNode {
     if (this.follower !== null) {
       applied = this.follower.appliedStreamSeq;
       const info = await this.link.jsm.streams.info(this.link.names.stream);
+      if (this.follower?.giveUpIfStalled(info.state.last_seq, this.stallMs())) return;
       this.lagMs =
         applied >= info.state.last_seq
           ? 0

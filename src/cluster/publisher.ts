@@ -1,7 +1,7 @@
 import { headers as natsHeaders } from "nats";
 import type { PublishItem } from "../host/index.ts";
 import { type RecordWrite, UnavailableError } from "../persistence/index.ts";
-import type { ClusterLink } from "./connection.ts";
+import { type ClusterLink, refusedAsNotLast } from "./connection.ts";
 import type { PartitionPosition } from "./follower.ts";
 import { publishAttemptMax, publishRetryMs } from "./limits.ts";
 import { Header } from "./names.ts";
@@ -175,7 +175,7 @@ export class Publisher {
         break;
       } catch (err) {
         const message = (err as Error).message;
-        if (/wrong last sequence/i.test(message)) {
+        if (refusedAsNotLast(err)) {
           // An earlier try may have been stored, its answer lost, and its id
           // forgotten (a new stream leader keeps no record of recent ids):
           // if the subject's last message is this one, it is stored.

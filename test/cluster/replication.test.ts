@@ -1,8 +1,9 @@
+import { mkdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, headers as natsHeaders } from "nats";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClusterConfigError } from "../../src/cluster/index.ts";
 import { Server, type ServerOptions } from "../../src/server.ts";
@@ -19,6 +20,19 @@ const leaseMs = 1_000;
 const dirs: string[] = [];
 const running: Server[] = [];
 let nats: NatsCluster;
+
+const logDir = process.env.STOCKD_TEST_LOG_DIR;
+
+/** Silent, or with STOCKD_TEST_LOG_DIR set, every node's log (debug level)
+ * appended to `replication.log` there, each line naming its node. */
+function nodeLogger(name: string): Logger {
+  if (logDir === undefined) return pino({ level: "silent" });
+  mkdirSync(logDir, { recursive: true });
+  return pino(
+    { level: "debug", base: { n: name } },
+    pino.destination(join(logDir, "replication.log")),
+  );
+}
 
 async function node(
   name: string,
@@ -37,7 +51,7 @@ async function node(
     partitionCount,
     holdDurationMs: 60_000,
     jwtSecret: secret,
-    logger: pino({ level: "silent" }),
+    logger: nodeLogger(name),
     ...options,
     dataDir,
     cluster: {
@@ -65,12 +79,20 @@ const leading = (s: Server) =>
   until("a leader", async () => (s.clusterNode?.role === "leader" ? s : null));
 
 /** Waits until the follower's partitions hash as the leader's. */
-async function sameState(leader: Server, follower: Server): Promise<Record<number, string>> {
-  return until("the follower to catch up", async () => {
-    if (follower.clusterNode?.role !== "follower") return null;
-    const [a, b] = [await leader.stockEngine.digests(), await follower.stockEngine.digests()];
-    return JSON.stringify(a) === JSON.stringify(b) ? a : null;
-  });
+async function sameState(
+  leader: Server,
+  follower: Server,
+  ms = 15_000,
+): Promise<Record<number, string>> {
+  return until(
+    "the follower to catch up",
+    async () => {
+      if (follower.clusterNode?.role !== "follower") return null;
+      const [a, b] = [await leader.stockEngine.digests(), await follower.stockEngine.digests()];
+      return JSON.stringify(a) === JSON.stringify(b) ? a : null;
+    },
+    ms,
+  );
 }
 
 interface World {
@@ -328,11 +350,12 @@ describe("replication over NATS JetStream", () => {
   }, 120_000);
 });
 
-/** A nats-server of its own for a describe block; its nodes are closed after. */
-function oneNatsServer(): void {
+/** NATS of its own (one server, or a cluster of three) for a describe
+ * block; its nodes are closed after. */
+function ownNats(size: 1 | 3 = 1): void {
   beforeAll(async () => {
-    nats = await startNats({ size: 1 });
-  }, 30_000);
+    nats = await startNats({ size });
+  }, 60_000);
   afterAll(async () => {
     for (const s of running.splice(0)) await s.close().catch(() => undefined);
     await nats?.stop();
@@ -340,7 +363,7 @@ function oneNatsServer(): void {
 }
 
 describe("cluster settings that cannot work fail at start-up", () => {
-  oneNatsServer();
+  ownNats();
 
   it("an unreachable NATS is a clear error within seconds", async () => {
     const started = Date.now();
@@ -437,7 +460,7 @@ describe("cluster settings that cannot work fail at start-up", () => {
 });
 
 describe("a leader whose replicated write is refused", () => {
-  oneNatsServer();
+  ownNats();
 
   it("steps down; a leader carries on and nothing acknowledged is lost", async () => {
     const x = await leading(await node("x", { clusterName: "w" }));
@@ -479,5 +502,53 @@ describe("a leader whose replicated write is refused", () => {
     const follower = next === x ? y : x;
     await sameState(next, follower);
     await sameView(next, follower, world);
+  }, 120_000);
+});
+
+describe("a follower whose consumer's NATS server dies", () => {
+  ownNats(3);
+
+  it("remakes its consumer and catches up within seconds, not after the client's 30 s pull expiry", async () => {
+    const x = await leading(await node("x", { clusterName: "cd" }));
+    const y = await node("y", { clusterName: "cd" });
+    const world = await workload(x, 6, 31);
+    await sameState(x, y);
+    // The follower's consumer is a one-replica (ordered) consumer that lives
+    // on one NATS server: the one that delivered the most (the leader's
+    // consumer from before it took over idles until NATS drops it). Only
+    // that server dies: the stream and the lease bucket are led elsewhere,
+    // so that the leader goes on as if nothing happened.
+    const nc = await connect({ servers: nats.url });
+    const jsm = await nc.jetstreamManager();
+    const consumers = await jsm.consumers.list("STOCKD_cd").next();
+    consumers.sort((a, b) => b.delivered.stream_seq - a.delivered.stream_seq);
+    const host = consumers[0]?.cluster?.leader ?? "";
+    const i = Number(/^n(\d)$/.exec(host)?.[1]);
+    expect(Number.isInteger(i), `consumer host ${host}`).toBe(true);
+    for (const stream of ["STOCKD_cd", "KV_stockd_cd_leases"]) {
+      await until(`${stream} led by another server than ${host}`, async () => {
+        const leader = (await jsm.streams.info(stream)).cluster?.leader;
+        if (leader !== undefined && leader !== host) return true;
+        await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`).catch(() => undefined);
+        await sleep(500);
+        return null;
+      });
+    }
+    await nc.close();
+    await nats.kill(i);
+    const killedAt = Date.now();
+    const http = new Http(() => x.httpPort);
+    const r = await http.post("/v1/inventory/receipts", world.admin, {
+      productId: world.products[0]!,
+      warehouseId: world.warehouses[0]!,
+      quantity: 7,
+    });
+    expect(r.status).toBe(200);
+    expect(x.clusterNode?.role).toBe("leader");
+    // The follower has it within 15 s of the kill: a consumer left to the
+    // client library is given up only after two missed heartbeats of its
+    // 30 s pull (30 s), and remade after another pull's wait.
+    await sameState(x, y, Math.max(1_000, killedAt + 15_000 - Date.now()));
+    await sameView(x, y, world);
   }, 120_000);
 });
