@@ -54,6 +54,16 @@ function productsInDistinctPartitions(n: number): string[] {
 const products = productsInDistinctPartitions(3);
 const w = "blr";
 
+/** A hold duration long enough to reserve and pin every part before the
+ * deadline even on a loaded machine (a few milliseconds is not). */
+const pinnableHoldMs = 1_500;
+
+/** Resolves once the wall clock is past `deadlineMs`. */
+async function pastDeadline(deadlineMs: number): Promise<void> {
+  const wait = deadlineMs - Date.now() + 20;
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+}
+
 function lines(qty: number[]): Line[] {
   return qty.map((quantity, i) => ({ productId: products[i]!, warehouseId: w, quantity }));
 }
@@ -336,7 +346,9 @@ describe("start-up after a crash mid-protocol", () => {
   });
 
   it("completes a durable fulfil decision on pinned parts, even past the deadline", async () => {
-    let e = await open(tempDir(), { holdDurationMs: 40 });
+    // The hold must outlive the pins even on a loaded machine; then the
+    // test waits out its deadline while the engine is "down".
+    let e = await open(tempDir(), { holdDurationMs: pinnableHoldMs });
     await stock(e);
     const held = await e.reserve({ lines: lines([1, 2, 3]) });
     if (!held.ok) throw new Error(held.message);
@@ -347,8 +359,8 @@ describe("start-up after a crash mid-protocol", () => {
     record.settlement = { kind: "FULFIL", quantities: [1, 2, 3] };
     await store.putCoordinatorRecords([[`g:${record.groupId}`, record]]);
     await store.close();
-    await new Promise((r) => setTimeout(r, 80)); // the deadline passes while "down"
-    e = await reopen(e, { holdDurationMs: 40 });
+    await pastDeadline(held.reservation.expireTimeMs); // the deadline passes while "down"
+    e = await reopen(e, { holdDurationMs: pinnableHoldMs });
     expect(e.reconciled).toMatchObject({ settled: 3, unpinned: 0 });
     expect((await e.holdParts(held.reservation.holdId)).map((p) => p?.status)).toEqual([
       "FULFILLED",
@@ -363,14 +375,14 @@ describe("start-up after a crash mid-protocol", () => {
   });
 
   it("unpins parts pinned without a decision; past their deadline they expire", async () => {
-    let e = await open(tempDir(), { holdDurationMs: 40, wheelTickMs: 5 });
+    let e = await open(tempDir(), { holdDurationMs: pinnableHoldMs, wheelTickMs: 5 });
     await stock(e);
     const held = await e.reserve({ lines: lines([1, 1, 1]) });
     if (!held.ok) throw new Error(held.message);
     const members = (await e.holdParts(held.reservation.holdId)).map((p) => p!.holdId);
     for (const m of members) expect((await raw(e, Op.Pin, { holdId: m })).ok).toBe(true);
-    await new Promise((r) => setTimeout(r, 80));
-    e = await reopen(e, { holdDurationMs: 40, wheelTickMs: 5 });
+    await pastDeadline(held.reservation.expireTimeMs);
+    e = await reopen(e, { holdDurationMs: pinnableHoldMs, wheelTickMs: 5 });
     expect(e.reconciled).toMatchObject({ unpinned: 3, settled: 0 });
     for (let i = 0; i < 200; i++) {
       const parts = await e.holdParts(held.reservation.holdId);
