@@ -27,6 +27,12 @@ export const streamStallMsMin = 3_000;
  * follower whose consumer's NATS server died stayed behind for a minute. */
 export const followerPullExpiresMs = 4_000;
 
+/** How long a node's first try to make its stream consumer may take; the
+ * n-th try may take n times this, at most the stall time. NATS answers in
+ * milliseconds, except when it placed the consumer on a server that died
+ * and it has not noticed yet: then never, and the next try is placed anew. */
+export const followerStartMs = 2_000;
+
 /** Retries of a node that cannot follow (NATS down): doubling up to this. */
 export const followRetryMsMax = 5_000;
 

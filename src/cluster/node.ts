@@ -20,7 +20,13 @@ import {
 } from "./connection.ts";
 import { Follower, positionKey } from "./follower.ts";
 import { Leases, type LeaseValue } from "./lease.ts";
-import { followRetryMsMax, leaseMsDefault, snapshotCheckMs, streamStallMsMin } from "./limits.ts";
+import {
+  followerStartMs,
+  followRetryMsMax,
+  leaseMsDefault,
+  snapshotCheckMs,
+  streamStallMsMin,
+} from "./limits.ts";
 import { Header, nodeReportKey } from "./names.ts";
 import { type Position, Publisher } from "./publisher.ts";
 import { reconcile } from "./reconcile.ts";
@@ -286,11 +292,12 @@ export class ClusterNode {
   }
 
   private async followUntilDone(): Promise<void> {
+    let attempt = 0;
     for (let delayMs = 500; !this.stopping; delayMs = Math.min(delayMs * 2, followRetryMsMax)) {
       await new Promise((r) => setTimeout(r, delayMs));
       if (this.stopping) return;
       try {
-        await this.follow();
+        await this.follow(++attempt);
         return;
       } catch (err) {
         const why = (err as Error).message;
@@ -303,7 +310,7 @@ export class ClusterNode {
 
   /** Cuts what the cluster does not hold, opens the data as a follower and
    * applies the stream from where this node stopped. */
-  private async follow(): Promise<void> {
+  private async follow(attempt = 1): Promise<void> {
     if (this.role === "stopped") return;
     this.host.setRole("starting", "reconciling with the cluster");
     const store = Store.open(this.o.dataDir);
@@ -337,15 +344,18 @@ export class ClusterNode {
       onFail: () => void this.change(() => this.resync()),
     });
     this.follower = follower;
-    // The consumer is made on the stream's leader: without one (NATS electing
-    // it) creating it waits; give up and try again rather than hang.
-    await withDeadline(follower.start(), this.stallMs(), "starting to consume the stream");
+    // Making the consumer waits while NATS elects a leader, or when NATS
+    // placed it on a server that died: give up and try again (placed anew)
+    // rather than hang, a little longer with each try.
+    const startMs = Math.min(this.stallMs(), followerStartMs * attempt);
+    await withDeadline(follower.start(), startMs, "starting to consume the stream");
     this.role = "follower";
     this.host.setRole("follower", this.readOnly());
   }
 
   private async resync(): Promise<void> {
     if (this.role !== "follower") return;
+    this.m.followerRestarts.inc();
     await this.reset();
     await this.followUntilDone();
   }
@@ -633,6 +643,11 @@ function clusterMetrics(registry: Registry) {
     takeovers: new Counter({
       name: "stockd_takeovers_total",
       help: "Times this node took the leases over and started leading",
+      registers,
+    }),
+    followerRestarts: new Counter({
+      name: "stockd_follower_restarts_total",
+      help: "Times this node gave following up (its stream consumer stalled or failed) and followed again with a new consumer",
       registers,
     }),
     leader: new Gauge({ name: "stockd_leader", help: "1 while this node leads", registers }),

@@ -30,6 +30,9 @@ export interface NatsCluster {
   urls: string[];
   /** `urls` joined with ",": what a client gets. */
   url: string;
+  /** The JetStream meta leader's server name ("n<i>") as server `via`
+   * reports it (its monitoring port's /jsz); null while there is none. */
+  metaLeader(via: number): Promise<string | null>;
   /** The temp directory holding configs, store dirs and logs. */
   dir: string;
   /** Server i's log so far (all its runs), for failing tests to print. */
@@ -223,6 +226,13 @@ async function startOnce(size: number): Promise<NatsCluster> {
     url: urls.join(","),
     dir,
     log: (i) => readFileSync(nodeAt(i).logPath, "utf8"),
+    async metaLeader(via) {
+      const res = await fetch(`http://127.0.0.1:${nodeAt(via).monitorPort}/jsz`, {
+        signal: AbortSignal.timeout(2000),
+      });
+      const jsz = (await res.json()) as { meta_cluster?: { leader?: string } };
+      return jsz.meta_cluster?.leader || null;
+    },
     async kill(i, signal = "SIGKILL") {
       const node = nodeAt(i);
       const child = node.child;
