@@ -128,9 +128,11 @@ describe("cluster status", () => {
     const st = await until("node b to catch up", 30_000, async () => {
       const s = await status();
       const b = s.nodes.find((n) => n.node === "b");
+      // Read again while a renewal or a report is late (a loaded machine).
       const caughtUp =
         b?.role === "follower" &&
-        s.partitions.every((p) => p.nodes.find((n) => n.node === "b")?.lag === 0);
+        s.leader?.stale === false &&
+        s.partitions.every((p) => p.nodes.every((n) => n.lag === 0));
       return caughtUp ? s : undefined;
     });
     expect(st.cluster).toBe(name);
@@ -258,7 +260,9 @@ describe("clusters that cannot be read", () => {
     for (const sub of ["status", "snapshot"]) {
       const started = Date.now();
       const r = await cli(["cluster", sub, "--nats", url, "--cluster", name]);
-      expect(Date.now() - started).toBeLessThan(8_000);
+      // A child process's start-up alone takes up to 7 s on a loaded machine;
+      // the refusal itself is immediate (ECONNREFUSED below, not a timeout).
+      expect(Date.now() - started).toBeLessThan(20_000);
       expect(r.code).toBe(1);
       expect(r.stdout).toBe("");
       expect(r.stderr).toBe(`stockd: cannot reach NATS: ${url}: ECONNREFUSED\n`);
@@ -318,7 +322,7 @@ describe("after the leader stops", () => {
       await follower.flush();
       const started = Date.now();
       const r = await cli(["cluster", "snapshot", ...args("--lease", "1s")]);
-      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(Date.now() - started).toBeLessThan(20_000);
       expect(r.code).toBe(1);
       expect(r.stdout).toBe("");
       expect(r.stderr).toBe("stockd: no leader answered: nobody holds the gateway lease\n");

@@ -124,6 +124,13 @@ describe("crash of a serving stockd (SIGKILL)", () => {
       const shoppers = Array.from({ length: customerCount }, (_, c) =>
         shop(c).catch(() => undefined),
       );
+      // Some orders acknowledged in this run first (a loaded machine may take
+      // longer than the random wait to start answering), then a random wait.
+      const ackedBefore = acked.length;
+      for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+        if (acked.length >= ackedBefore + 5) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       await new Promise((r) => setTimeout(r, 300 + Math.floor(Math.random() * 500)));
       served!.child.kill("SIGKILL");
       await served!.exit;

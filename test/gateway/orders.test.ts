@@ -7,7 +7,16 @@ import {
   PaymentStatus,
   ReservationService,
 } from "../../src/gen/stockd/v1/api_pb.ts";
-import { GrpcClient, grpcFails, type Harness, seed, sleep, startServer } from "./support.ts";
+import {
+  GrpcClient,
+  grpcFails,
+  type Harness,
+  seed,
+  settled,
+  sleep,
+  sleepPast,
+  startServer,
+} from "./support.ts";
 
 // Orders end to end: the seed's story over gRPC, idempotent checkout (also
 // across a restart), and pending orders whose holds expire on time across a
@@ -21,7 +30,9 @@ describe("order lifecycle over gRPC", () => {
   let iphone: string;
 
   beforeAll(async () => {
-    h = await startServer({ holdDurationMs: 1500 });
+    // Long enough that the hold outlives the requests made before its
+    // deadline on a loaded machine, short enough to watch it expire.
+    h = await startServer({ holdDurationMs: 5000 });
     const s = await seed(h, {
       warehouses: [{ name: "Bengaluru", lat: "12.8576° N", long: "77.7864° E" }],
       products: [{ name: "iPhone 15 Pro", description: "Apple phone", price: 119000 }],
@@ -84,9 +95,14 @@ describe("order lifecycle over gRPC", () => {
     expect(failed.order.failedPaymentCount).toBe(1);
     expect(await stock()).toEqual({ available: 0n, reserved: 1n });
 
-    await sleep(Math.max(0, Number(order.reservedTillTimeMs) - Date.now()) + 300);
+    const till = Number(order.reservedTillTimeMs);
+    expect(Date.now(), "the hold outlasted the requests above").toBeLessThan(till);
+    await sleepPast(till);
     const owner = won === 0 ? alice : bob;
-    const expired = await owner.c.call(OrderService, "getOrder", { id: order.id });
+    const expired = await settled(
+      () => owner.c.call(OrderService, "getOrder", { id: order.id }),
+      (r) => r.order.status !== OrderStatus.PENDING_PAYMENT,
+    );
     expect(expired.order.status).toBe(OrderStatus.EXPIRED);
     expect(await stock()).toEqual({ available: 1n, reserved: 0n });
     const late = await grpcFails(
@@ -203,7 +219,7 @@ describe("checkout idempotency and restarts", () => {
   it("a restart with orders pending: their holds still expire on time, and the orders with them", async () => {
     // Long enough that the hold outlives two restarts on a loaded machine
     // (checked below), short enough to watch it expire.
-    const holds = { holdDurationMs: 8000 };
+    const holds = { holdDurationMs: 15_000 };
     await h.restart(holds);
     const dave = await fill("dave", [[4, 3]]);
     const erin = await fill("erin", [[5, 2]]);
@@ -215,14 +231,17 @@ describe("checkout idempotency and restarts", () => {
     expect((await reservedOf(products[5]!)).reserved).toBe(0);
     await h.restart(holds);
     const till = Date.parse(d.body.reservedTill);
+    expect((await reservedOf(products[4]!)).reserved).toBe(3);
     expect(Date.now(), "the restart outlasted the hold: no check of it before expiry").toBeLessThan(
       till,
     );
-    expect((await reservedOf(products[4]!)).reserved).toBe(3);
-    await sleep(Math.max(0, till - Date.now()) + 400);
-    expect(await reservedOf(products[4]!)).toMatchObject({ available: 20, reserved: 0 });
-    const order = await h.http.get(`/v1/orders/${d.body.id}`, dave.token);
+    await sleepPast(till);
+    const order = await settled(
+      () => h.http.get(`/v1/orders/${d.body.id}`, dave.token),
+      (r) => r.body.status !== "PENDING_PAYMENT",
+    );
     expect(order.body.status).toBe("EXPIRED");
+    expect(await reservedOf(products[4]!)).toMatchObject({ available: 20, reserved: 0 });
     // The cart is free again and keeps its items.
     const cart = await h.http.get("/v1/cart/items", dave.token);
     expect(cart.body.items).toHaveLength(1);

@@ -92,9 +92,15 @@ describe("server", () => {
     await h.http.post("/v1/reservations", service, {
       lines: [{ productId: product, warehouseId: warehouse, quantity: 5000 }],
     });
-    // At least one of the workers' lag windows has ended.
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    const r = await h.http.get("/metrics");
+    // Each worker's first lag window has ended (200 ms, later on a loaded
+    // machine): until then its lag has no figure to export.
+    let r = await h.http.get("/metrics");
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+      const lags = (r.body as string).match(/^stockd_worker_event_loop_lag_max_seconds\{/gm);
+      if ((lags?.length ?? 0) >= 2) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      r = await h.http.get("/metrics");
+    }
     expect(r.status).toBe(200);
     const text = r.body as string;
     expect(text).toMatch(/stockd_requests_total\{transport="http",method="Reserve",code="OK"\} 3/);

@@ -189,6 +189,29 @@ export async function grpcFails(p: Promise<unknown>): Promise<GrpcFailure> {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Sleeps until the wall clock is past `timeMs` (plus `marginMs`). */
+export const sleepPast = (timeMs: number, marginMs = 100) =>
+  sleep(Math.max(0, timeMs - Date.now()) + marginMs);
+
+/**
+ * Reads `probe` until `done` holds of its answer, at most `ms` (default
+ * 10 s), and returns the last answer for the caller to assert on. For what
+ * happens at a deadline through a timer, a worker and a synced write: on a
+ * loaded machine that takes longer than any fixed sleep after the deadline.
+ */
+export async function settled<T>(
+  probe: () => Promise<T>,
+  done: (v: T) => boolean,
+  ms = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (done(v) || Date.now() > deadline) return v;
+    await sleep(50);
+  }
+}
+
 /** Seeds warehouses and products over HTTP; returns their ids. */
 export async function seed(
   h: Harness,

@@ -54,14 +54,17 @@ function productsInDistinctPartitions(n: number): string[] {
 const products = productsInDistinctPartitions(3);
 const w = "blr";
 
-/** A hold duration long enough to reserve and pin every part before the
- * deadline even on a loaded machine (a few milliseconds is not). */
-const pinnableHoldMs = 1_500;
-
-/** Resolves once the wall clock is past `deadlineMs`. */
-async function pastDeadline(deadlineMs: number): Promise<void> {
-  const wait = deadlineMs - Date.now() + 20;
-  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+/** An injected clock for the start-up cases whose holds must be pinned
+ * before their deadline and be past it at the restart: the test, not the
+ * machine's load, decides when the deadline passes. Pulse by hand. */
+function manualClock(): { options: Partial<EngineOptions>; advance(ms: number): void } {
+  let nowMs = 1_763_900_000_000;
+  return {
+    options: { holdDurationMs: 60_000, now: () => nowMs, manualPulse: true },
+    advance(ms) {
+      nowMs += ms;
+    },
+  };
 }
 
 function lines(qty: number[]): Line[] {
@@ -227,7 +230,7 @@ describe.each([0, 2])("reservations spanning partitions (workers: %i)", (workerC
     await stock(e);
     const held = await e.reserve({ lines: lines([1, 1, 1]), holdDurationMs: 30 });
     if (!held.ok) throw new Error(held.message);
-    for (let i = 0; i < 200; i++) {
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
       const parts = await e.holdParts(held.reservation.holdId);
       if (parts.every((p) => p?.status === "EXPIRED")) break;
       await new Promise((r) => setTimeout(r, 10));
@@ -346,9 +349,8 @@ describe("start-up after a crash mid-protocol", () => {
   });
 
   it("completes a durable fulfil decision on pinned parts, even past the deadline", async () => {
-    // The hold must outlive the pins even on a loaded machine; then the
-    // test waits out its deadline while the engine is "down".
-    let e = await open(tempDir(), { holdDurationMs: pinnableHoldMs });
+    const clock = manualClock();
+    let e = await open(tempDir(), clock.options);
     await stock(e);
     const held = await e.reserve({ lines: lines([1, 2, 3]) });
     if (!held.ok) throw new Error(held.message);
@@ -359,8 +361,8 @@ describe("start-up after a crash mid-protocol", () => {
     record.settlement = { kind: "FULFIL", quantities: [1, 2, 3] };
     await store.putCoordinatorRecords([[`g:${record.groupId}`, record]]);
     await store.close();
-    await pastDeadline(held.reservation.expireTimeMs); // the deadline passes while "down"
-    e = await reopen(e, { holdDurationMs: pinnableHoldMs });
+    clock.advance(120_000); // the deadline passes while "down"
+    e = await reopen(e, clock.options);
     expect(e.reconciled).toMatchObject({ settled: 3, unpinned: 0 });
     expect((await e.holdParts(held.reservation.holdId)).map((p) => p?.status)).toEqual([
       "FULFILLED",
@@ -375,20 +377,17 @@ describe("start-up after a crash mid-protocol", () => {
   });
 
   it("unpins parts pinned without a decision; past their deadline they expire", async () => {
-    let e = await open(tempDir(), { holdDurationMs: pinnableHoldMs, wheelTickMs: 5 });
+    const clock = manualClock();
+    let e = await open(tempDir(), clock.options);
     await stock(e);
     const held = await e.reserve({ lines: lines([1, 1, 1]) });
     if (!held.ok) throw new Error(held.message);
     const members = (await e.holdParts(held.reservation.holdId)).map((p) => p!.holdId);
     for (const m of members) expect((await raw(e, Op.Pin, { holdId: m })).ok).toBe(true);
-    await pastDeadline(held.reservation.expireTimeMs);
-    e = await reopen(e, { holdDurationMs: pinnableHoldMs, wheelTickMs: 5 });
+    clock.advance(120_000);
+    e = await reopen(e, clock.options);
     expect(e.reconciled).toMatchObject({ unpinned: 3, settled: 0 });
-    for (let i = 0; i < 200; i++) {
-      const parts = await e.holdParts(held.reservation.holdId);
-      if (parts.every((p) => p?.status === "EXPIRED")) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    e.pulse();
     expect((await e.holdParts(held.reservation.holdId)).map((p) => p?.status)).toEqual([
       "EXPIRED",
       "EXPIRED",
