@@ -1,4 +1,4 @@
-import { type ConsumerMessages, DeliverPolicy, type JsMsg } from "nats";
+import { type Consumer, type ConsumerMessages, DeliverPolicy, type JsMsg } from "nats";
 import type { Logger } from "pino";
 import type { Engine } from "../host/index.ts";
 import type { FramedBatch, RecordStore, RecordWrite, Store } from "../persistence/index.ts";
@@ -44,6 +44,7 @@ export interface FollowerTarget {
  * Messages that arrive while a write is in flight go into the next one.
  */
 export class Follower {
+  private consumer: Consumer | null = null;
   private messages: ConsumerMessages | null = null;
   private queue: JsMsg[] = [];
   private draining: Promise<void> | null = null;
@@ -82,12 +83,14 @@ export class Follower {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: from,
     });
+    this.consumer = consumer;
     const messages = await consumer.consume({
       max_messages: followerPullCountMax,
       expires: followerPullExpiresMs,
     });
     if (this.stopped) {
       messages.stop(); // stopped (given up on) while the consumer was being made
+      this.dropConsumer();
       return;
     }
     this.messages = messages;
@@ -155,7 +158,17 @@ export class Follower {
   async stop(): Promise<void> {
     this.stopped = true;
     this.messages?.stop();
+    this.dropConsumer();
     await this.draining;
+  }
+
+  /** Deletes the consumer from NATS, which would otherwise keep it for its
+   * inactivity threshold (5 min). In the background: its server may be the
+   * one that died, and then nothing answers. */
+  private dropConsumer(): void {
+    const consumer = this.consumer;
+    this.consumer = null;
+    void consumer?.delete().catch(() => undefined);
   }
 
   private async drain(): Promise<void> {

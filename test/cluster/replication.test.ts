@@ -351,6 +351,30 @@ describe("replication over NATS JetStream", () => {
     await sameState(next, a);
     await sameView(next, a, more);
   }, 120_000);
+
+  it("each follower has one consumer on the stream; a node that stops following deletes its own", async () => {
+    // Nodes stopped, restarted, and a follower that took over have all
+    // given consumers up on the way here: none is left behind for NATS's
+    // inactivity threshold (5 min).
+    const nc = await connect({ servers: nats.url });
+    try {
+      const jsm = await nc.jetstreamManager();
+      const consumerCount = async () => (await jsm.consumers.list("STOCKD_t").next()).length;
+      const followers = running.filter((s) => s.clusterNode?.role === "follower");
+      expect(followers.length).toBe(running.length - 1);
+      await until("one consumer per follower", async () =>
+        (await consumerCount()) === followers.length ? true : null,
+      );
+      const leaving = followers[0]!;
+      await leaving.close();
+      running.splice(running.indexOf(leaving), 1);
+      await until("the stopped follower's consumer deleted", async () =>
+        (await consumerCount()) === followers.length - 1 ? true : null,
+      );
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
 });
 
 /** NATS of its own (one server, or a cluster of three) for a describe
@@ -517,8 +541,8 @@ describe("a follower whose consumer's NATS server dies", () => {
     const world = await workload(x, 6, 31);
     await sameState(x, y);
     // The follower's consumer is a one-replica (ordered) consumer that lives
-    // on one NATS server: the one that delivered the most (the leader's
-    // consumer from before it took over idles until NATS drops it). Only
+    // on one NATS server: the one that delivered the most (should the
+    // leader's consumer from before it took over still be listed). Only
     // that server dies: the cluster's streams (records, leases, snapshots)
     // and JetStream's meta group (which makes the new consumer) are led
     // elsewhere, so that the leader goes on as if nothing happened and the
