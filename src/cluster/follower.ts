@@ -83,16 +83,18 @@ export class Follower {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: from,
     });
-    this.consumer = consumer;
     const messages = await consumer.consume({
       max_messages: followerPullCountMax,
       expires: followerPullExpiresMs,
     });
     if (this.stopped) {
-      messages.stop(); // stopped (given up on) while the consumer was being made
-      this.dropConsumer();
+      // Stopped (given up on) while the consumer was being made: stop()
+      // found none to delete yet.
+      messages.stop();
+      void consumer.delete().catch(() => undefined);
       return;
     }
+    this.consumer = consumer;
     this.messages = messages;
     void (async () => {
       try {
