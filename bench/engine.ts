@@ -5,9 +5,9 @@
 //
 //   npm run bench:engine [-- --quick] [-- --only partition|workers|journal|host|replay|memory]
 //
-// It runs with the server's young generation (`--max-semi-space-size=32`,
-// as bin/stockd.js sets it), so that the host measured here collects
-// garbage as a server's worker does.
+// It runs with the server's young generation (`--max-semi-space-size=64`,
+// as `npm start` runs stockd), so that the host measured here collects
+// garbage as a server's threads do.
 
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";

@@ -192,13 +192,17 @@ export interface StockdOptions {
   jwtSecret: string;
 }
 
-/** STOCKD_BENCH_NODE_ARGS: extra Node flags for every stockd child of the
- * benchmarks, such as `--cpu-prof --cpu-prof-dir=DIR` to profile the server
- * under a benchmark's load, or `--trace-gc` (Node refuses them in
- * NODE_OPTIONS). */
+/** The Node flags `npm start` gives stockd (package.json): the benchmarks
+ * measure the server as it is run. */
+const startNodeArgs = ["--max-semi-space-size=64"];
+
+/** Node flags for every stockd child of the benchmarks: `npm start`'s, then
+ * STOCKD_BENCH_NODE_ARGS, such as `--cpu-prof --cpu-prof-dir=DIR` to profile
+ * the server under a benchmark's load, or `--trace-gc` (Node refuses them in
+ * NODE_OPTIONS); a flag given there wins over `npm start`'s. */
 export function serverNodeArgs(): string[] {
   const value = process.env.STOCKD_BENCH_NODE_ARGS ?? "";
-  return value.split(" ").filter((arg) => arg !== "");
+  return [...startNodeArgs, ...value.split(" ").filter((arg) => arg !== "")];
 }
 
 /** `node bin/stockd.js serve` on a fresh temporary data directory, both
