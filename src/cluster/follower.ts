@@ -87,14 +87,14 @@ export class Follower {
       max_messages: followerPullCountMax,
       expires: followerPullExpiresMs,
     });
+    this.consumer = consumer;
     if (this.stopped) {
       // Stopped (given up on) while the consumer was being made: stop()
-      // found none to delete yet.
+      // found none to delete then.
       messages.stop();
-      void consumer.delete().catch(() => undefined);
+      this.dropConsumer();
       return;
     }
-    this.consumer = consumer;
     this.messages = messages;
     void (async () => {
       try {

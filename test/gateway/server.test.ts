@@ -6,7 +6,15 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CatalogService, ReservationService } from "../../src/gen/stockd/v1/api_pb.ts";
 import { Server } from "../../src/server.ts";
-import { GrpcClient, grpcFails, type Harness, secret, seed, startServer } from "./support.ts";
+import {
+  GrpcClient,
+  grpcFails,
+  type Harness,
+  secret,
+  seed,
+  settled,
+  startServer,
+} from "./support.ts";
 
 // The server around the API: readiness, health, metrics, reflection, search
 // paging, overload and a graceful stop.
@@ -94,13 +102,12 @@ describe("server", () => {
     });
     // Each worker's first lag window has ended (200 ms, later on a loaded
     // machine): until then its lag has no figure to export.
-    let r = await h.http.get("/metrics");
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
-      const lags = (r.body as string).match(/^stockd_worker_event_loop_lag_max_seconds\{/gm);
-      if ((lags?.length ?? 0) >= 2) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      r = await h.http.get("/metrics");
-    }
+    const r = await settled(
+      () => h.http.get("/metrics"),
+      (m) =>
+        ((m.body as string).match(/^stockd_worker_event_loop_lag_max_seconds\{/gm) ?? []).length >=
+        2,
+    );
     expect(r.status).toBe(200);
     const text = r.body as string;
     expect(text).toMatch(/stockd_requests_total\{transport="http",method="Reserve",code="OK"\} 3/);
